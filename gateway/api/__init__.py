@@ -1,0 +1,1 @@
+"""Thin HTTP routers: they read the request, call the gateway, and frame the answer."""

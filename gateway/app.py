@@ -1,0 +1,108 @@
+"""`create_app(settings)`: builds every component and wires the routers. Nothing happens on import."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+
+from gateway.api import health, openai
+from gateway.api.json import json_response
+from gateway.asgi.request_id import RequestIdMiddleware
+from gateway.auth.keys import KeyStore, Principal
+from gateway.components import Components
+from gateway.errors import GatewayError, InvalidRequest, NotFound
+from gateway.limits.memory import MemoryLimiter
+from gateway.policy.compile import Route
+from gateway.policy.holder import PolicyHolder
+from gateway.policy.schema import BackendKind
+from gateway.proxy import Proxy
+from gateway.routing.load import LoadTracker
+from gateway.routing.select import PriorityLeastLoaded
+from gateway.settings import Settings
+from gateway.upstream.base import Upstream
+from gateway.upstream.openai_compatible import OpenAICompatibleUpstream, Timeouts
+
+
+def _today() -> dt.date:
+    return dt.datetime.now(dt.UTC).date()
+
+
+def build_components(settings: Settings) -> Components:
+    policy = PolicyHolder(settings.policy_dir, _today)
+    keys = KeyStore.from_file(settings.resolved_keys_file())
+    timeouts = Timeouts(
+        connect_s=settings.connect_timeout_s,
+        first_byte_s=settings.first_byte_timeout_s,
+        idle_s=settings.idle_timeout_s,
+    )
+    upstreams: dict[str, Upstream] = {}
+    for name, backend in policy.current.policy.catalog.backends.items():
+        if backend.kind in (BackendKind.VLLM, BackendKind.OPENAI_COMPATIBLE):
+            upstreams[name] = OpenAICompatibleUpstream(
+                name, str(backend.base_url), timeouts, settings.pool_size_per_backend
+            )
+    limiter = MemoryLimiter()
+
+    def check_limits(principal: Principal, route: Route) -> None:
+        tenant = policy.current.policy.tenants[principal.tenant]
+        per_minute = tenant.limits.requests_per_minute
+        if per_minute is not None:
+            limiter.check(principal.tenant, per_minute, time.monotonic())
+
+    load = LoadTracker()
+    proxy = Proxy(
+        policy, upstreams, PriorityLeastLoaded(load), load, settings.max_attempts, check_limits
+    )
+    return Components(settings, keys, policy, upstreams, proxy)
+
+
+def create_app(settings: Settings) -> FastAPI:
+    parts = build_components(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        parts.ready = True
+        try:
+            yield
+        finally:
+            parts.ready = False
+            for upstream in parts.upstreams.values():
+                await upstream.aclose()
+
+    app = FastAPI(
+        title="Sovereign Gateway",
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+    )
+    app.state.components = parts
+    app.include_router(health.router)
+    app.include_router(openai.router)
+    app.add_exception_handler(GatewayError, _gateway_error)
+    app.add_exception_handler(HTTPException, _http_error)
+    app.add_middleware(RequestIdMiddleware)
+    return app
+
+
+async def _gateway_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, GatewayError)
+    return json_response(exc.envelope(), exc.status, headers=exc.headers)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    error: GatewayError
+    if exc.status_code == 404:
+        error = NotFound(f"Unknown path {request.url.path}")
+    else:
+        error = InvalidRequest(str(exc.detail), code=f"http_{exc.status_code}")
+        error.status = exc.status_code
+    return json_response(error.envelope(), error.status, headers=exc.headers)

@@ -1,0 +1,1 @@
+"""Plain ASGI middleware: safe for streaming and for contextvars."""

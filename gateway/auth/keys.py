@@ -1,0 +1,79 @@
+"""API keys: `sk-sgw-<id>-<secret>`; only the SHA-256 of the whole key is stored.
+
+The id part finds the entry, the hash is compared in constant time, and only the id ever appears in
+logs, metrics or audit records.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+from pydantic import ValidationError
+
+from gateway.errors import AuthenticationFailed
+from gateway.policy.schema import ApiKeyEntry, KeysFile
+
+PREFIX = "sk-sgw-"
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who is calling: the tenant and the id of the key used (never the key)."""
+
+    tenant: str
+    key_id: str
+
+
+class KeysFileError(Exception):
+    pass
+
+
+def hash_key(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def new_key() -> tuple[str, str]:
+    """Return (key id, full key)."""
+    key_id = secrets.token_hex(6)
+    return key_id, f"{PREFIX}{key_id}-{secrets.token_urlsafe(24)}"
+
+
+def key_id_of(key: str) -> str | None:
+    if not key.startswith(PREFIX):
+        return None
+    key_id, sep, secret = key[len(PREFIX):].partition("-")
+    return key_id if sep and secret else None
+
+
+class KeyStore:
+    def __init__(self, entries: list[ApiKeyEntry]) -> None:
+        self._by_id = {e.id: e for e in entries if not e.disabled}
+
+    @classmethod
+    def from_file(cls, path: Path) -> KeyStore:
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8"))
+            return cls(KeysFile.model_validate(data).keys)
+        except (OSError, yaml.YAMLError, ValidationError) as exc:
+            raise KeysFileError(f"{path}: {exc}") from exc
+
+    def authenticate(self, authorization: str | None) -> Principal:
+        if not authorization:
+            raise AuthenticationFailed(
+                "Missing API key: send it as 'Authorization: Bearer sk-sgw-...'"
+            )
+        scheme, _, key = authorization.partition(" ")
+        key = key.strip()
+        if scheme.lower() != "bearer" or not key:
+            raise AuthenticationFailed("The Authorization header must be 'Bearer <API key>'")
+        key_id = key_id_of(key)
+        entry = self._by_id.get(key_id) if key_id else None
+        expected = entry.sha256 if entry else "0" * 64
+        if not hmac.compare_digest(hash_key(key), expected) or entry is None:
+            raise AuthenticationFailed("Incorrect API key provided")
+        return Principal(entry.tenant, entry.id)

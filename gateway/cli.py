@@ -1,0 +1,157 @@
+"""The command line: `sovereign-gateway serve | demo | simulate | keys ... | policy ...`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from gateway.auth.keys import hash_key, new_key
+from gateway.policy.load import PolicyLoadError, load_policy_dir
+from gateway.settings import load_settings
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not hasattr(args, "func"):
+        parser.print_help()
+        return 2
+    code: int = args.func(args)
+    return code
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="sovereign-gateway", description=__doc__)
+    sub = parser.add_subparsers(title="commands")
+
+    serve = sub.add_parser("serve", help="run the gateway")
+    serve.add_argument("--config", type=Path, help="YAML settings file")
+    serve.add_argument("--host")
+    serve.add_argument("--port", type=int)
+    serve.add_argument("--policy-dir", type=Path)
+    serve.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    serve.add_argument("--with-simulators", action="store_true",
+                       help="also start simulated vLLM backends for the catalog's loopback URLs")
+    serve.set_defaults(func=_serve)
+
+    demo = sub.add_parser("demo", help="a scripted tour through the official OpenAI SDK")
+    demo.add_argument("--base-url", help="use a running gateway instead of starting one")
+    demo.add_argument("--policy-dir", type=Path, default=Path("policies"))
+    demo.set_defaults(func=_demo)
+
+    simulate = sub.add_parser("simulate", help="run simulated vLLM backends (tests and demos)")
+    simulate.add_argument("--policy-dir", type=Path, default=Path("policies"))
+    simulate.set_defaults(func=_simulate)
+
+    keys = sub.add_parser("keys", help="API keys").add_subparsers(title="keys commands")
+    new = keys.add_parser("new", help="create a key; prints the key once and its keys.yaml entry")
+    new.add_argument("--tenant", required=True)
+    new.add_argument("--label", default="")
+    new.set_defaults(func=_keys_new)
+
+    policy = sub.add_parser("policy", help="policy files").add_subparsers(title="policy commands")
+    check = policy.add_parser("check", help="validate a policy directory")
+    check.add_argument("directory", type=Path)
+    check.set_defaults(func=_policy_check)
+    return parser
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from gateway.app import create_app
+    from gateway.keys_error import startup_error
+
+    settings = load_settings(
+        args.config, host=args.host, port=args.port, policy_dir=args.policy_dir,
+        log_level=args.log_level,
+    )
+    try:
+        app = create_app(settings)
+    except Exception as exc:  # reported, then the process exits non-zero
+        message = startup_error(exc)
+        if message is None:
+            raise
+        print(message, file=sys.stderr)
+        return 2
+    simulators: subprocess.Popen[bytes] | None = None
+    if args.with_simulators:
+        simulators = _start_simulators(settings.policy_dir)
+    try:
+        config = uvicorn.Config(
+            app, host=settings.host, port=settings.port, log_level=settings.log_level,
+            access_log=False, loop="uvloop", http="httptools", server_header=False,
+        )
+        uvicorn.Server(config).run()
+    finally:
+        if simulators is not None:
+            simulators.terminate()
+            simulators.wait(timeout=10)
+    return 0
+
+
+def _start_simulators(policy_dir: Path) -> subprocess.Popen[bytes]:
+    from gateway.simulator.catalog import simulated_backends
+
+    specs = simulated_backends(load_policy_dir(policy_dir).catalog)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gateway", "simulate", "--policy-dir", str(policy_dir)]
+    )
+    deadline = time.monotonic() + 20
+    for _, port, _ in specs:
+        while True:
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
+                break
+            if time.monotonic() > deadline or process.poll() is not None:
+                process.terminate()
+                raise SystemExit(f"simulated backend on port {port} did not start")
+            time.sleep(0.05)
+    return process
+
+
+def _simulate(args: argparse.Namespace) -> int:
+    from gateway.simulator.catalog import simulated_backends
+    from gateway.simulator.server import run_backends
+
+    specs = simulated_backends(load_policy_dir(args.policy_dir).catalog)
+    for name, port, models in specs:
+        print(f"simulated {name} on 127.0.0.1:{port} serving {', '.join(models)}", flush=True)
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(run_backends(specs))
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from gateway.demo import run_demo
+
+    return run_demo(args.base_url, args.policy_dir)
+
+
+def _keys_new(args: argparse.Namespace) -> int:
+    key_id, key = new_key()
+    print(f"API key (shown once, store it now): {key}")
+    print("Add this entry under `keys:` in the keys file:")
+    label = f", label: {args.label}" if args.label else ""
+    print(f"  - {{id: {key_id}, tenant: {args.tenant}{label}, sha256: {hash_key(key)}}}")
+    return 0
+
+
+def _policy_check(args: argparse.Namespace) -> int:
+    try:
+        policy = load_policy_dir(args.directory)
+    except PolicyLoadError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        return 1
+    for warning in policy.warnings:
+        print(warning)
+    print(f"ok: {len(policy.tenants)} tenants, {len(policy.catalog.deployments)} deployments, "
+          f"revision {policy.revision}")
+    return 0

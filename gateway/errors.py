@@ -1,0 +1,163 @@
+"""One error tree for the gateway.
+
+GatewayError                      any failure the gateway reports to a client
+ +-- InvalidRequest               400 invalid_request_error
+ |    +-- InvalidJSON             400 invalid_request_error, code invalid_json
+ +-- AuthenticationFailed         401 invalid_api_key
+ +-- PolicyViolation              403 policy_violation
+ +-- NotFound                     404 not_found_error
+ |    +-- ModelNotFound           404 model_not_found
+ +-- RequestTooLarge              413 request_too_large
+ +-- RateLimited                  429 rate_limit_exceeded, with Retry-After
+ +-- UpstreamError                502 upstream_error (connect failures, bad upstream replies)
+ |    +-- UpstreamStatusError     the upstream answered with an error status; carries its body
+ +-- NoHealthyBackend             503 no_healthy_backend
+ +-- ServiceUnavailable           503 service_unavailable (stores down, shutting down)
+ +-- UpstreamTimeout              504 upstream_timeout
+ +-- NotImplementedByUpstream     501 not_implemented
+
+Each class knows its HTTP status and its OpenAI error type, so translating an error into a response
+is one function (`GatewayError.body`) and never a table spread over the code.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+
+class GatewayError(Exception):
+    status: int = 500
+    type: str = "server_error"
+    code: str | None = "internal_error"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        param: str | None = None,
+        code: str | None = None,
+        headers: dict[str, str] | None = None,
+        details: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        if code is not None:
+            self.code = code
+        self.headers = headers or {}
+        self.details = details
+
+    def envelope(self) -> dict[str, Any]:
+        error: dict[str, Any] = {
+            "message": self.message,
+            "type": self.type,
+            "param": self.param,
+            "code": self.code,
+        }
+        if self.details:
+            error.update(self.details)
+        return {"error": error}
+
+    def body(self) -> bytes:
+        return orjson.dumps(self.envelope())
+
+
+class InvalidRequest(GatewayError):
+    status = 400
+    type = "invalid_request_error"
+    code = None
+
+
+class InvalidJSON(InvalidRequest):
+    code = "invalid_json"
+
+
+class AuthenticationFailed(GatewayError):
+    status = 401
+    type = "invalid_request_error"
+    code = "invalid_api_key"
+
+
+class PolicyViolation(GatewayError):
+    status = 403
+    type = "policy_violation"
+    code = "policy_violation"
+
+
+class NotFound(GatewayError):
+    status = 404
+    type = "invalid_request_error"
+    code = "not_found"
+
+
+class ModelNotFound(NotFound):
+    code = "model_not_found"
+
+
+class RequestTooLarge(GatewayError):
+    status = 413
+    type = "invalid_request_error"
+    code = "request_too_large"
+
+
+class RateLimited(GatewayError):
+    status = 429
+    type = "rate_limit_error"
+    code = "rate_limit_exceeded"
+
+    def __init__(self, message: str, *, retry_after: float, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.retry_after = retry_after
+        self.headers.setdefault("retry-after", str(max(1, round(retry_after + 0.499))))
+
+
+class UpstreamError(GatewayError):
+    status = 502
+    type = "upstream_error"
+    code = "upstream_error"
+
+
+class UpstreamStatusError(UpstreamError):
+    """The upstream answered with an error status; the body is already in the OpenAI envelope."""
+
+    def __init__(
+        self, status: int, envelope: dict[str, Any], *, headers: dict[str, str] | None = None
+    ) -> None:
+        error = envelope.get("error") or {}
+        super().__init__(str(error.get("message") or f"upstream returned {status}"), headers=headers)
+        self.status = status
+        self.upstream_envelope = envelope
+
+    @property
+    def retryable(self) -> bool:
+        """5xx and 429 may succeed elsewhere; 4xx (context length, content) never move."""
+        return self.status >= 500 or self.status == 429
+
+    def envelope(self) -> dict[str, Any]:
+        return self.upstream_envelope
+
+
+class NoHealthyBackend(GatewayError):
+    status = 503
+    type = "service_unavailable"
+    code = "no_healthy_backend"
+
+
+class ServiceUnavailable(GatewayError):
+    status = 503
+    type = "service_unavailable"
+    code = "service_unavailable"
+
+
+class UpstreamTimeout(GatewayError):
+    status = 504
+    type = "upstream_error"
+    code = "upstream_timeout"
+
+
+class NotImplementedByUpstream(GatewayError):
+    status = 501
+    type = "invalid_request_error"
+    code = "not_implemented"

@@ -1,0 +1,14 @@
+"""Start-up failures an operator can fix, turned into one readable message."""
+
+from __future__ import annotations
+
+from gateway.auth.keys import KeysFileError
+from gateway.policy.load import PolicyLoadError
+
+
+def startup_error(exc: Exception) -> str | None:
+    if isinstance(exc, PolicyLoadError):
+        return "the policy does not validate:\n" + "\n".join(str(p) for p in exc.problems)
+    if isinstance(exc, KeysFileError):
+        return f"the keys file does not validate: {exc}"
+    return None

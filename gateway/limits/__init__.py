@@ -1,0 +1,1 @@
+"""Per-tenant rate limits: token buckets in memory, or in Redis across replicas."""

@@ -1,0 +1,287 @@
+"""Read a policy directory into a validated `PolicySet`, or into errors that name file, line and field.
+
+Layout of a policy directory:
+    groups.yaml        country groups (EU, EEA, ...)
+    catalog.yaml       backends, models, deployments
+    tenants/*.yaml     one tenant per file
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from gateway.policy.iso3166 import ISO_3166_ALPHA2
+from gateway.policy.schema import (
+    GROUP_PATTERN,
+    Catalog,
+    CountryGroup,
+    GroupsFile,
+    PlaceRule,
+    Rules,
+    Tenant,
+)
+
+M = TypeVar("M", bound=BaseModel)
+
+
+@dataclass(frozen=True)
+class Problem:
+    file: str
+    line: int | None
+    field: str
+    message: str
+    severity: str = "error"
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}" if self.line else self.file
+        return f"{where}: {self.severity}: {self.field}: {self.message}"
+
+
+class PolicyLoadError(Exception):
+    """The policy directory does not validate; `problems` says where and why."""
+
+    def __init__(self, problems: Sequence[Problem]) -> None:
+        self.problems = tuple(problems)
+        super().__init__("\n".join(str(p) for p in self.problems))
+
+
+@dataclass(frozen=True)
+class PolicySet:
+    revision: str
+    groups: dict[str, frozenset[str]]
+    catalog: Catalog
+    tenants: dict[str, Tenant]
+    warnings: tuple[Problem, ...] = field(default=())
+
+    def expand(self, places: Iterable[str]) -> frozenset[str]:
+        """Countries named directly or through groups (groups are already flattened)."""
+        out: set[str] = set()
+        for place in places:
+            out |= self.groups.get(place, frozenset((place,)))
+        return frozenset(out)
+
+
+@dataclass
+class _Source:
+    path: Path
+    label: str
+    text: str
+    node: yaml.Node | None
+
+
+def load_policy_dir(directory: Path) -> PolicySet:
+    """Load and validate every file; raise `PolicyLoadError` listing every problem found."""
+    problems: list[Problem] = []
+    if not directory.is_dir():
+        raise PolicyLoadError([Problem(str(directory), None, "-", "not a directory")])
+    groups_src = _read(directory, directory / "groups.yaml", problems)
+    catalog_src = _read(directory, directory / "catalog.yaml", problems)
+    tenant_srcs = [
+        _read(directory, p, problems) for p in sorted((directory / "tenants").glob("*.y*ml"))
+    ]
+    sources = [s for s in (groups_src, catalog_src, *tenant_srcs) if s is not None]
+    groups_file = _parse(groups_src, GroupsFile, problems)
+    catalog = _parse(catalog_src, Catalog, problems)
+    tenants: dict[str, Tenant] = {}
+    tenant_sources: dict[str, _Source] = {}
+    for src in tenant_srcs:
+        tenant = _parse(src, Tenant, problems)
+        if tenant is None or src is None:
+            continue
+        if tenant.tenant in tenants:
+            problems.append(_at(src, ("tenant",), f"tenant {tenant.tenant!r} is defined twice"))
+            continue
+        tenants[tenant.tenant] = tenant
+        tenant_sources[tenant.tenant] = src
+    if problems or groups_file is None or catalog is None or groups_src is None:
+        raise PolicyLoadError(problems)
+    assert catalog_src is not None
+    groups = _flatten_groups(groups_file.groups, groups_src, problems)
+    _check_catalog(catalog, catalog_src, problems)
+    for name, tenant in tenants.items():
+        _check_tenant(tenant, tenant_sources[name], groups, problems)
+    errors = [p for p in problems if p.severity == "error"]
+    if errors:
+        raise PolicyLoadError(problems)
+    return PolicySet(
+        revision=_revision(directory, sources),
+        groups=groups,
+        catalog=catalog,
+        tenants=tenants,
+        warnings=tuple(problems),
+    )
+
+
+def _read(root: Path, path: Path, problems: list[Problem]) -> _Source | None:
+    label = str(path.relative_to(root)) if path.is_relative_to(root) else str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        problems.append(Problem(label, None, "-", "file is missing"))
+        return None
+    except (OSError, UnicodeDecodeError) as exc:
+        problems.append(Problem(label, None, "-", f"cannot read: {exc}"))
+        return None
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else None
+        problems.append(Problem(label, line, "-", f"invalid YAML: {getattr(exc, 'problem', exc)}"))
+        return None
+    return _Source(path, label, text, node)
+
+
+def _parse(src: _Source | None, model: type[M], problems: list[Problem]) -> M | None:
+    if src is None:
+        return None
+    data = yaml.safe_load(src.text)
+    try:
+        return model.model_validate(data if data is not None else {})
+    except ValidationError as exc:
+        for err in exc.errors():
+            loc = tuple(str(p) for p in err["loc"])
+            problems.append(_at(src, loc, _message(err)))
+        return None
+
+
+def _message(err: Any) -> str:
+    msg = str(err["msg"])
+    if err["type"] == "extra_forbidden":
+        return "unknown field (check its spelling)"
+    if err["type"] == "missing":
+        return "required field is missing"
+    if err["type"] == "string_type" and isinstance(err.get("input"), bool):
+        return "YAML read this as true/false; quote it (for Norway write \"NO\")"
+    return msg
+
+
+def _at(src: _Source, loc: Sequence[str], message: str, severity: str = "error") -> Problem:
+    return Problem(src.label, _line_of(src.node, loc), ".".join(loc) or "-", message, severity)
+
+
+def _line_of(node: yaml.Node | None, loc: Sequence[str]) -> int | None:
+    """The line of the deepest YAML node that `loc` (a pydantic error location) reaches."""
+    if node is None:
+        return None
+    line = node.start_mark.line + 1
+    for part in loc:
+        child: yaml.Node | None = None
+        if isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                if str(key.value) == part:
+                    child, line = value, key.start_mark.line + 1
+                    break
+        elif isinstance(node, yaml.SequenceNode) and part.isdigit() and int(part) < len(node.value):
+            child = node.value[int(part)]
+            line = child.start_mark.line + 1
+        if child is None:
+            break
+        node = child
+    return line
+
+
+def _flatten_groups(
+    groups: dict[str, CountryGroup], src: _Source, problems: list[Problem]
+) -> dict[str, frozenset[str]]:
+    for name, group in groups.items():
+        if not GROUP_PATTERN.match(name) or name in ISO_3166_ALPHA2:
+            problems.append(
+                _at(src, ("groups", name), "group names are 2-32 upper-case letters, digits or _"
+                    " and must not be a country code")
+            )
+        for i, code in enumerate(group.countries):
+            if code not in ISO_3166_ALPHA2:
+                problems.append(
+                    _at(src, ("groups", name, "countries", str(i)), f"{code!r} is not ISO 3166-1")
+                )
+        for i, inc in enumerate(group.include):
+            if inc not in groups:
+                problems.append(
+                    _at(src, ("groups", name, "include", str(i)), f"unknown group {inc!r}")
+                )
+    flat: dict[str, frozenset[str]] = {}
+
+    def resolve(name: str, stack: tuple[str, ...]) -> frozenset[str]:
+        if name in flat:
+            return flat[name]
+        if name in stack:
+            problems.append(_at(src, ("groups", name), f"groups include each other: {stack}"))
+            return frozenset()
+        group = groups[name]
+        members = set(group.countries)
+        for inc in group.include:
+            if inc in groups:
+                members |= resolve(inc, (*stack, name))
+        flat[name] = frozenset(members)
+        return flat[name]
+
+    for name in groups:
+        resolve(name, ())
+    return flat
+
+
+def _check_catalog(catalog: Catalog, src: _Source, problems: list[Problem]) -> None:
+    for name, backend in catalog.backends.items():
+        base = ("backends", name)
+        if backend.country not in ISO_3166_ALPHA2:
+            problems.append(_at(src, (*base, "country"), f"{backend.country!r} is not ISO 3166-1"))
+        chain = [("operator", "jurisdiction")] + [
+            ("operator", "parents", str(i), "jurisdiction") for i in range(len(backend.operator.parents))
+        ]
+        for loc, code in zip(chain, backend.operator.control_chain(), strict=True):
+            if code not in ISO_3166_ALPHA2:
+                problems.append(_at(src, (*base, *loc), f"{code!r} is not ISO 3166-1"))
+        if backend.kind == "litellm" and not backend.provider:
+            problems.append(_at(src, (*base, "provider"), "a litellm backend needs `provider`"))
+    for name, model in catalog.models.items():
+        code = model.developer_country
+        if code is not None and code not in ISO_3166_ALPHA2:
+            problems.append(
+                _at(src, ("models", name, "developer_country"), f"{code!r} is not ISO 3166-1")
+            )
+    seen: set[str] = set()
+    for i, dep in enumerate(catalog.deployments):
+        base = ("deployments", str(i))
+        if dep.model not in catalog.models:
+            problems.append(_at(src, (*base, "model"), f"unknown model {dep.model!r}"))
+        if dep.backend not in catalog.backends:
+            problems.append(_at(src, (*base, "backend"), f"unknown backend {dep.backend!r}"))
+        if dep.id in seen:
+            problems.append(_at(src, base, f"deployment {dep.id} is listed twice"))
+        seen.add(dep.id)
+
+
+def _check_tenant(
+    tenant: Tenant, src: _Source, groups: dict[str, frozenset[str]], problems: list[Problem]
+) -> None:
+    def check_rules(rules: Rules, base: tuple[str, ...]) -> None:
+        for rule_name in ("inference_country", "operator_control", "weights_origin"):
+            rule: PlaceRule | None = getattr(rules, rule_name)
+            if rule is None:
+                continue
+            for kind in ("allow", "deny"):
+                for i, place in enumerate(getattr(rule, kind) or ()):
+                    if place not in ISO_3166_ALPHA2 and place not in groups:
+                        problems.append(
+                            _at(src, (*base, rule_name, kind, str(i)),
+                                f"{place!r} is neither an ISO 3166-1 code nor a known group")
+                        )
+
+    check_rules(tenant.rules, ("rules",))
+    for name, data_class in tenant.data_classes.items():
+        check_rules(data_class.rules, ("data_classes", name, "rules"))
+
+
+def _revision(root: Path, sources: Iterable[_Source]) -> str:
+    digest = hashlib.sha256()
+    for src in sorted(sources, key=lambda s: s.label):
+        digest.update(src.label.encode() + b"\0" + src.text.encode() + b"\0")
+    return "sha256:" + digest.hexdigest()[:16]

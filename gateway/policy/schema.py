@@ -1,0 +1,211 @@
+"""The YAML model admins write: country groups, the catalog (backends, models, deployments), tenants.
+
+Everything here is declarative and validated on load. Cross-file references (a deployment naming a
+backend, a rule naming a group) are checked in `load.py`, which knows all files at once.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from enum import StrEnum
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, HttpUrl, model_validator
+
+NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,62}$"
+GROUP_PATTERN = re.compile(r"^[A-Z][A-Z0-9_]{1,31}$")
+
+
+def _place(value: str) -> str:
+    """A country code or a group name, normalised so that ' fr ' and 'FR' are the same place."""
+    normalised = value.strip().upper()
+    if not normalised:
+        raise ValueError("empty country or group")
+    return normalised
+
+
+Place = Annotated[str, AfterValidator(_place)]
+Name = Annotated[str, Field(pattern=NAME_PATTERN)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class AttestationKind(StrEnum):
+    ZERO_DATA_RETENTION = "zero_data_retention"
+    NO_TRAINING = "no_training_on_inputs"
+    DPA = "signed_dpa"
+    SECNUMCLOUD = "secnumcloud"
+    BSI_C5 = "bsi_c5"
+    ISO_27001 = "iso_27001"
+    HDS = "hds"
+
+
+class BackendKind(StrEnum):
+    VLLM = "vllm"
+    OPENAI_COMPATIBLE = "openai_compatible"
+    LITELLM = "litellm"
+
+
+class Api(StrEnum):
+    CHAT = "chat"
+    COMPLETIONS = "completions"
+    EMBEDDINGS = "embeddings"
+    RESPONSES = "responses"
+
+
+# ---- geography -------------------------------------------------------------------------------
+
+
+class CountryGroup(Strict):
+    description: str = ""
+    countries: list[Place] = []
+    include: list[Place] = Field(default=[], description="other groups whose countries belong here")
+
+
+class GroupsFile(Strict):
+    groups: dict[str, CountryGroup]
+
+
+# ---- catalog ---------------------------------------------------------------------------------
+
+
+class Attestation(Strict):
+    kind: AttestationKind
+    expires: dt.date = Field(description="the attestation counts as absent from this day on")
+    evidence: str = Field(min_length=1, description="where an auditor finds the proof")
+
+
+class Controller(Strict):
+    name: str
+    jurisdiction: Place
+
+
+class Operator(Strict):
+    name: str = Field(min_length=1)
+    jurisdiction: Place
+    parents: list[Controller] = Field(
+        default=[], description="companies that control the operator, nearest first"
+    )
+
+    def control_chain(self) -> tuple[str, ...]:
+        return (self.jurisdiction, *(p.jurisdiction for p in self.parents))
+
+
+class Backend(Strict):
+    kind: BackendKind
+    base_url: HttpUrl
+    country: Place = Field(description="ISO 3166-1 alpha-2 code of where inference runs")
+    operator: Operator
+    self_hosted: bool = False
+    attestations: list[Attestation] = []
+    apis: list[Api] = [Api.CHAT, Api.COMPLETIONS, Api.EMBEDDINGS]
+    metrics_url: HttpUrl | None = Field(default=None, description="vLLM /metrics, for load")
+    provider: str | None = Field(default=None, description="litellm provider prefix, e.g. anthropic")
+    description: str = ""
+
+
+class Model(Strict):
+    developer: str = Field(min_length=1)
+    developer_country: Place | None = None
+    open_weights: bool | None = None
+    license: str | None = None
+    description: str = ""
+
+
+class Deployment(Strict):
+    model: Name
+    backend: Name
+    upstream_model: str = Field(min_length=1, description="the model name the upstream expects")
+    priority: int = Field(default=0, ge=0, description="lower tiers are tried first")
+    weight: int = Field(default=1, ge=1)
+
+    @property
+    def id(self) -> str:
+        return f"{self.model}@{self.backend}"
+
+
+class Catalog(Strict):
+    backends: dict[Name, Backend]
+    models: dict[Name, Model]
+    deployments: list[Deployment]
+
+
+# ---- tenants ---------------------------------------------------------------------------------
+
+
+class PlaceRule(Strict):
+    allow: list[Place] | None = Field(default=None, description="countries or groups; all others fail")
+    deny: list[Place] = []
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> PlaceRule:
+        if self.allow is None and not self.deny:
+            raise ValueError("a rule needs `allow` or `deny`")
+        return self
+
+
+class Rules(Strict):
+    inference_country: PlaceRule | None = None
+    operator_control: PlaceRule | None = Field(
+        default=None, description="checked against the operator and every parent company"
+    )
+    weights_origin: PlaceRule | None = None
+    open_weights: Literal[True] | None = None
+    self_hosted: Literal[True] | None = None
+    attestations: list[AttestationKind] = []
+
+
+class DataClass(Strict):
+    description: str = ""
+    rules: Rules = Rules()
+
+
+class Limits(Strict):
+    requests_per_minute: int | None = Field(default=None, ge=1)
+    tokens_per_minute: int | None = Field(default=None, ge=1)
+
+
+class AuditContent(StrEnum):
+    NONE = "none"
+    HASH = "hash"
+    FULL = "full"
+
+
+class TenantAudit(Strict):
+    content: AuditContent = AuditContent.NONE
+
+
+class Tenant(Strict):
+    tenant: Name
+    description: str = ""
+    models: list[str] = Field(min_length=1, description="allowed public model names; globs allowed")
+    aliases: dict[Name, list[Name]] = {}
+    rules: Rules = Rules()
+    data_classes: dict[Name, DataClass] = {}
+    default_data_class: Name | None = None
+    limits: Limits = Limits()
+    audit: TenantAudit = TenantAudit()
+
+    @model_validator(mode="after")
+    def _default_class_exists(self) -> Tenant:
+        if self.default_data_class is not None and self.default_data_class not in self.data_classes:
+            raise ValueError(f"default_data_class {self.default_data_class!r} is not in data_classes")
+        return self
+
+
+# ---- API keys --------------------------------------------------------------------------------
+
+
+class ApiKeyEntry(Strict):
+    id: Annotated[str, Field(pattern=r"^[a-z0-9]{8,32}$")]
+    tenant: Name
+    sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+    label: str = ""
+    disabled: bool = False
+
+
+class KeysFile(Strict):
+    keys: list[ApiKeyEntry]

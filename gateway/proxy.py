@@ -1,0 +1,266 @@
+"""The request path after authentication: limits, policy, routing, upstream, and the reply.
+
+HTTP framing stays in `api/`; this module takes bytes and a principal and returns a Starlette
+response, so the whole path is testable without a socket.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from starlette.responses import Response, StreamingResponse
+
+from gateway.auth.keys import Principal
+from gateway.errors import (
+    GatewayError,
+    InvalidJSON,
+    InvalidRequest,
+    NoHealthyBackend,
+    NotImplementedByUpstream,
+    PolicyViolation,
+    UpstreamStatusError,
+)
+from gateway.policy.compile import Route
+from gateway.policy.holder import PolicyHolder
+from gateway.policy.schema import Api, Deployment
+from gateway.routing.load import LoadTracker
+from gateway.routing.select import PriorityLeastLoaded
+from gateway.upstream.base import Upstream, UpstreamStream
+from gateway.upstream.sse import SSEUsageFilter, Usage, error_event
+
+UPSTREAM_PATHS = {
+    Api.CHAT: "/chat/completions",
+    Api.COMPLETIONS: "/completions",
+    Api.EMBEDDINGS: "/embeddings",
+    Api.RESPONSES: "/responses",
+}
+SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
+
+
+@dataclass(slots=True)
+class Attempt:
+    deployment: str
+    outcome: str
+    duration_s: float
+
+
+@dataclass(slots=True)
+class Exchange:
+    """What happened to one request; the audit record and metrics are made from it."""
+
+    request_id: str
+    principal: Principal
+    api: Api
+    decision_id: str = field(default_factory=lambda: "dec_" + os.urandom(8).hex())
+    model: str | None = None
+    stream: bool = False
+    route: Route | None = None
+    deployment: Deployment | None = None
+    attempts: list[Attempt] = field(default_factory=list)
+    usage: Usage | None = None
+    status: int = 0
+    started: float = field(default_factory=time.perf_counter)
+    first_byte_s: float | None = None
+    error: GatewayError | None = None
+
+
+class Proxy:
+    def __init__(
+        self,
+        policy: PolicyHolder,
+        upstreams: Mapping[str, Upstream],
+        selector: PriorityLeastLoaded,
+        load: LoadTracker,
+        max_attempts: int,
+        check_limits: Callable[[Principal, Route], None],
+    ) -> None:
+        self._policy = policy
+        self._upstreams = upstreams
+        self._selector = selector
+        self._load = load
+        self._max_attempts = max_attempts
+        self._check_limits = check_limits
+
+    def plan(self, exchange: Exchange, body: bytes, data_class: str | None) -> dict[str, Any]:
+        """Parse the few fields needed, decide under policy, and return the parsed body."""
+        try:
+            data = orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            raise InvalidJSON(f"We could not parse the JSON body of your request: {exc}") from exc
+        if not isinstance(data, dict):
+            raise InvalidRequest("The request body must be a JSON object")
+        model = data.get("model")
+        if not isinstance(model, str) or not model.strip():
+            raise InvalidRequest("you must provide a model parameter", param="model",
+                                 code="missing_required_parameter")
+        exchange.model = model
+        exchange.stream = data.get("stream") is True
+        compiled = self._policy.current
+        route = compiled.route(exchange.principal.tenant, model, data_class)
+        exchange.route = route
+        if not route.eligible:
+            raise _refusal(route, exchange.decision_id)
+        self._check_limits(exchange.principal, route)
+        return data
+
+    async def forward(self, exchange: Exchange, data: dict[str, Any]) -> Response:
+        assert exchange.route is not None
+        api = exchange.api
+        eligible = [d for d in exchange.route.eligible if self._supports(d, api)]
+        if not eligible:
+            raise NotImplementedByUpstream(
+                f"No deployment allowed for {exchange.model!r} supports /v1/{UPSTREAM_PATHS[api][1:]}",
+                param="model",
+            )
+        strip_usage = False
+        if exchange.stream and api in (Api.CHAT, Api.COMPLETIONS):
+            options = data.get("stream_options")
+            options = dict(options) if isinstance(options, dict) else {}
+            if options.get("include_usage") is not True:
+                strip_usage = True
+                options["include_usage"] = True
+            data["stream_options"] = options
+        last_error: GatewayError | None = None
+        for dep in self._selector.order(eligible)[: self._max_attempts]:
+            upstream = self._upstreams[dep.backend]
+            data["model"] = dep.upstream_model
+            body = orjson.dumps(data)
+            began = time.perf_counter()
+            self._load.start(dep.id)
+            try:
+                if exchange.stream:
+                    response = await self._open_stream(exchange, dep, upstream, body, strip_usage)
+                else:
+                    response = await self._send(exchange, dep, upstream, body)
+            except GatewayError as exc:
+                self._load.finish(dep.id)
+                exchange.attempts.append(Attempt(dep.id, _outcome(exc), time.perf_counter() - began))
+                last_error = exc
+                if isinstance(exc, UpstreamStatusError) and not exc.retryable:
+                    raise
+                continue
+            exchange.attempts.append(Attempt(dep.id, "ok", time.perf_counter() - began))
+            return response
+        assert last_error is not None
+        raise last_error
+
+    def _supports(self, dep: Deployment, api: Api) -> bool:
+        return api in self._policy.current.policy.catalog.backends[dep.backend].apis
+
+    async def _send(
+        self, exchange: Exchange, dep: Deployment, upstream: Upstream, body: bytes
+    ) -> Response:
+        try:
+            reply = await upstream.send(UPSTREAM_PATHS[exchange.api], body)
+        finally:
+            self._load.finish(dep.id)
+        exchange.deployment = dep
+        exchange.status = reply.status
+        exchange.first_byte_s = time.perf_counter() - exchange.started
+        exchange.usage = _usage_of(reply.body)
+        return Response(reply.body, reply.status, headers=self._headers(exchange, dep),
+                        media_type=reply.content_type or "application/json")
+
+    async def _open_stream(
+        self, exchange: Exchange, dep: Deployment, upstream: Upstream, body: bytes,
+        strip_usage: bool,
+    ) -> Response:
+        try:
+            stream = await upstream.stream(UPSTREAM_PATHS[exchange.api], body)
+        except BaseException:
+            self._load.finish(dep.id)
+            raise
+        chunks = stream.chunks()
+        try:
+            first = await anext(chunks, b"")
+        except BaseException:
+            self._load.finish(dep.id)
+            await stream.aclose()
+            raise
+        exchange.deployment = dep
+        exchange.status = 200
+        exchange.first_byte_s = time.perf_counter() - exchange.started
+        relay = self._relay(exchange, dep, stream, chunks, first, strip_usage)
+        return StreamingResponse(relay, 200, headers={**SSE_HEADERS, **self._headers(exchange, dep)},
+                                 media_type="text/event-stream")
+
+    async def _relay(
+        self, exchange: Exchange, dep: Deployment, stream: UpstreamStream,
+        chunks: AsyncIterator[bytes], first: bytes, strip_usage: bool,
+    ) -> AsyncIterator[bytes]:
+        sse = SSEUsageFilter(strip_usage)
+        try:
+            out = sse.feed(first)
+            if out:
+                yield out
+            async for chunk in chunks:
+                out = sse.feed(chunk)
+                if out:
+                    yield out
+            rest = sse.flush()
+            if rest:
+                yield rest
+        except GatewayError as exc:
+            exchange.error = exc
+            exchange.status = exc.status
+            yield error_event(exc.envelope())
+        finally:
+            exchange.usage = sse.usage
+            self._load.finish(dep.id)
+            await stream.aclose()
+
+    def _headers(self, exchange: Exchange, dep: Deployment) -> dict[str, str]:
+        backend = self._policy.current.policy.catalog.backends[dep.backend]
+        assert exchange.route is not None
+        return {
+            "x-sovereign-deployment": dep.id,
+            "x-sovereign-country": backend.country,
+            "x-sovereign-decision-id": exchange.decision_id,
+            "x-sovereign-policy-revision": exchange.route.revision,
+        }
+
+
+def _usage_of(body: bytes) -> Usage | None:
+    if b'"usage"' not in body:
+        return None
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None
+    return Usage.from_json(data.get("usage")) if isinstance(data, dict) else None
+
+
+def _outcome(exc: GatewayError) -> str:
+    if isinstance(exc, UpstreamStatusError):
+        return f"http_{exc.status}"
+    return exc.code or type(exc).__name__
+
+
+def _refusal(route: Route, decision_id: str) -> GatewayError:
+    candidates = [
+        {
+            "deployment": c.deployment.id,
+            "failed": [{"rule": r.rule, "reason": r.reason} for r in c.failures()],
+        }
+        for c in route.candidates
+    ]
+    if not candidates:
+        return NoHealthyBackend(f"Model {route.requested!r} has no deployment", param="model")
+    summary = "; ".join(
+        f"{c['deployment']}: " + ", ".join(f"{f['rule']} ({f['reason']})" for f in c["failed"])
+        for c in candidates
+    )
+    return PolicyViolation(
+        f"Policy for tenant {route.tenant!r} allows no deployment of {route.requested!r}: {summary}",
+        param="model",
+        details={
+            "decision_id": decision_id,
+            "policy_revision": route.revision,
+            "candidates": candidates,
+        },
+    )

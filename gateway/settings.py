@@ -1,0 +1,74 @@
+"""Settings: the only module that reads the environment.
+
+Precedence, highest first: explicit overrides (command-line flags), environment variables prefixed
+`SGW_`, the YAML config file (`SGW_CONFIG_FILE` or `--config`), the defaults below.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    YamlConfigSettingsSource,
+)
+
+ENV_PREFIX = "SGW_"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid")
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+    policy_dir: Path = Path("policies")
+    keys_file: Path | None = Field(
+        default=None, description="API keys file; defaults to keys.yaml in the policy directory"
+    )
+    max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
+    connect_timeout_s: float = Field(default=5.0, gt=0)
+    first_byte_timeout_s: float = Field(default=120.0, gt=0)
+    idle_timeout_s: float = Field(default=60.0, gt=0)
+    request_deadline_s: float = Field(default=600.0, gt=0)
+    max_attempts: int = Field(default=3, ge=1)
+    pool_size_per_backend: int = Field(default=256, ge=1)
+    audit_path: Path = Path("var/audit.sqlite3")
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["json", "text"] = "json"
+    access_log: bool = True
+
+    def resolved_keys_file(self) -> Path:
+        return self.keys_file if self.keys_file is not None else self.policy_dir / "keys.yaml"
+
+
+def load_settings(config_file: Path | None = None, **overrides: object) -> Settings:
+    """Build settings from overrides, the environment and an optional YAML file."""
+    path = config_file or _env_path(ENV_PREFIX + "CONFIG_FILE")
+
+    class _FromFile(Settings):
+        @classmethod
+        def settings_customise_sources(
+            cls,
+            settings_cls: type[BaseSettings],
+            init_settings: PydanticBaseSettingsSource,
+            env_settings: PydanticBaseSettingsSource,
+            dotenv_settings: PydanticBaseSettingsSource,
+            file_secret_settings: PydanticBaseSettingsSource,
+        ) -> tuple[PydanticBaseSettingsSource, ...]:
+            sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+            if path is not None:
+                sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=path))
+            return tuple(sources)
+
+    values = {k: v for k, v in overrides.items() if v is not None}
+    return Settings.model_validate(_FromFile(**values).model_dump())  # type: ignore[arg-type]
+
+
+def _env_path(name: str) -> Path | None:
+    value = os.environ.get(name)
+    return Path(value) if value else None

@@ -1,0 +1,1 @@
+"""Upstream adapters: one file per kind, each behind the small `Upstream` protocol."""
