@@ -1,4 +1,7 @@
-"""`create_app(settings)`: builds every component and wires the routers. Nothing happens on import."""
+"""`create_app(settings)`: builds every component and wires the routers.
+
+Nothing happens on import.
+"""
 
 from __future__ import annotations
 
@@ -105,4 +108,4 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     else:
         error = InvalidRequest(str(exc.detail), code=f"http_{exc.status_code}")
         error.status = exc.status_code
-    return json_response(error.envelope(), error.status, headers=exc.headers)
+    return json_response(error.envelope(), error.status, headers=dict(exc.headers or {}))

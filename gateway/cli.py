@@ -37,8 +37,11 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int)
     serve.add_argument("--policy-dir", type=Path)
     serve.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
-    serve.add_argument("--with-simulators", action="store_true",
-                       help="also start simulated vLLM backends for the catalog's loopback URLs")
+    serve.add_argument(
+        "--with-simulators",
+        action="store_true",
+        help="also start simulated vLLM backends for the catalog's loopback URLs",
+    )
     serve.set_defaults(func=_serve)
 
     demo = sub.add_parser("demo", help="a scripted tour through the official OpenAI SDK")
@@ -70,7 +73,10 @@ def _serve(args: argparse.Namespace) -> int:
     from gateway.keys_error import startup_error
 
     settings = load_settings(
-        args.config, host=args.host, port=args.port, policy_dir=args.policy_dir,
+        args.config,
+        host=args.host,
+        port=args.port,
+        policy_dir=args.policy_dir,
         log_level=args.log_level,
     )
     try:
@@ -86,8 +92,14 @@ def _serve(args: argparse.Namespace) -> int:
         simulators = _start_simulators(settings.policy_dir)
     try:
         config = uvicorn.Config(
-            app, host=settings.host, port=settings.port, log_level=settings.log_level,
-            access_log=False, loop="uvloop", http="httptools", server_header=False,
+            app,
+            host=settings.host,
+            port=settings.port,
+            log_level=settings.log_level,
+            access_log=False,
+            loop="uvloop",
+            http="httptools",
+            server_header=False,
         )
         uvicorn.Server(config).run()
     finally:
@@ -152,6 +164,8 @@ def _policy_check(args: argparse.Namespace) -> int:
         return 1
     for warning in policy.warnings:
         print(warning)
-    print(f"ok: {len(policy.tenants)} tenants, {len(policy.catalog.deployments)} deployments, "
-          f"revision {policy.revision}")
+    print(
+        f"ok: {len(policy.tenants)} tenants, {len(policy.catalog.deployments)} deployments, "
+        f"revision {policy.revision}"
+    )
     return 0

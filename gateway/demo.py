@@ -45,10 +45,9 @@ def wait_ready(
     while time.monotonic() < deadline:
         if process is not None and process.poll() is not None:
             raise RuntimeError(f"the gateway exited with status {process.returncode}")
-        with contextlib.suppress(OSError):
-            with urllib.request.urlopen(base + "/ready", timeout=1) as r:  # noqa: S310
-                if r.status == 200:
-                    return
+        with contextlib.suppress(OSError), urllib.request.urlopen(base + "/ready", timeout=1) as r:  # noqa: S310
+            if r.status == 200:
+                return
         time.sleep(0.1)
     raise RuntimeError(f"gateway at {base} did not become ready in {timeout_s}s")
 
@@ -56,8 +55,19 @@ def wait_ready(
 @contextlib.contextmanager
 def running_gateway(policy_dir: Path) -> Iterator[str]:
     port = free_port()
-    cmd = [sys.executable, "-m", "gateway", "serve", "--with-simulators", "--port", str(port),
-           "--policy-dir", str(policy_dir), "--log-level", "warning"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "gateway",
+        "serve",
+        "--with-simulators",
+        "--port",
+        str(port),
+        "--policy-dir",
+        str(policy_dir),
+        "--log-level",
+        "warning",
+    ]
     process = subprocess.Popen(cmd)
     try:
         base = f"http://127.0.0.1:{port}"
@@ -88,7 +98,9 @@ class Tour:
         self.streamed()
         self.refused()
         self.data_class()
-        self.out("\nall checks passed" if not self.failures else f"\n{self.failures} check(s) failed")
+        self.out(
+            "\nall checks passed" if not self.failures else f"\n{self.failures} check(s) failed"
+        )
         return 0 if not self.failures else 1
 
     def models(self) -> None:
@@ -108,14 +120,18 @@ class Tour:
         reply = raw.parse()
         h = raw.headers
         self.out(f"   answer: {reply.choices[0].message.content!r}")
-        self.out(f"   served by {h.get('x-sovereign-deployment')} in {h.get('x-sovereign-country')}"
-                 f", decision {h.get('x-sovereign-decision-id')}")
+        self.out(
+            f"   served by {h.get('x-sovereign-deployment')} in {h.get('x-sovereign-country')}"
+            f", decision {h.get('x-sovereign-decision-id')}"
+        )
         self.check(h.get("x-sovereign-country") == "FR", "inference ran in France")
 
     def streamed(self) -> None:
         self.out("\n3. An EU bank streams from its default alias")
         stream = self.client("eu-bank").chat.completions.create(
-            model="chat-default", messages=[{"role": "user", "content": "Hello"}], stream=True,
+            model="chat-default",
+            messages=[{"role": "user", "content": "Hello"}],
+            stream=True,
             stream_options={"include_usage": True},
         )
         text, usage = "", None
@@ -142,16 +158,21 @@ class Tour:
     def data_class(self) -> None:
         self.out("\n5. The bank marks a request secret: it must stay self-hosted in FR or DE")
         raw = self.client("eu-bank").chat.completions.with_raw_response.create(
-            model="mistral-small", messages=[{"role": "user", "content": "Q3 positions"}],
-            extra_headers={"x-data-classification": "secret"}, max_tokens=8,
+            model="mistral-small",
+            messages=[{"role": "user", "content": "Q3 positions"}],
+            extra_headers={"x-data-classification": "secret"},
+            max_tokens=8,
         )
         where = raw.headers.get("x-sovereign-deployment")
         self.out(f"   served by {where} in {raw.headers.get('x-sovereign-country')}")
-        self.check(where in ("mistral-small@vllm-paris", "mistral-small@vllm-frankfurt"),
-                   "secret request stayed on self-hosted FR/DE")
+        self.check(
+            where in ("mistral-small@vllm-paris", "mistral-small@vllm-frankfurt"),
+            "secret request stayed on self-hosted FR/DE",
+        )
         try:
             self.client("eu-bank").chat.completions.create(
-                model="mistral-small", messages=[{"role": "user", "content": "x"}],
+                model="mistral-small",
+                messages=[{"role": "user", "content": "x"}],
                 extra_headers={"x-data-classification": "top-secret-typo"},
             )
         except openai.BadRequestError as exc:

@@ -67,7 +67,7 @@ class GatewayError(Exception):
 class InvalidRequest(GatewayError):
     status = 400
     type = "invalid_request_error"
-    code = None
+    code: str | None = None
 
 
 class InvalidJSON(InvalidRequest):
@@ -126,7 +126,9 @@ class UpstreamStatusError(UpstreamError):
         self, status: int, envelope: dict[str, Any], *, headers: dict[str, str] | None = None
     ) -> None:
         error = envelope.get("error") or {}
-        super().__init__(str(error.get("message") or f"upstream returned {status}"), headers=headers)
+        super().__init__(
+            str(error.get("message") or f"upstream returned {status}"), headers=headers
+        )
         self.status = status
         self.upstream_envelope = envelope
 

@@ -96,8 +96,11 @@ class Proxy:
             raise InvalidRequest("The request body must be a JSON object")
         model = data.get("model")
         if not isinstance(model, str) or not model.strip():
-            raise InvalidRequest("you must provide a model parameter", param="model",
-                                 code="missing_required_parameter")
+            raise InvalidRequest(
+                "you must provide a model parameter",
+                param="model",
+                code="missing_required_parameter",
+            )
         exchange.model = model
         exchange.stream = data.get("stream") is True
         compiled = self._policy.current
@@ -114,7 +117,7 @@ class Proxy:
         eligible = [d for d in exchange.route.eligible if self._supports(d, api)]
         if not eligible:
             raise NotImplementedByUpstream(
-                f"No deployment allowed for {exchange.model!r} supports /v1/{UPSTREAM_PATHS[api][1:]}",
+                f"No deployment allowed for {exchange.model!r} supports /v1{UPSTREAM_PATHS[api]}",
                 param="model",
             )
         strip_usage = False
@@ -139,7 +142,9 @@ class Proxy:
                     response = await self._send(exchange, dep, upstream, body)
             except GatewayError as exc:
                 self._load.finish(dep.id)
-                exchange.attempts.append(Attempt(dep.id, _outcome(exc), time.perf_counter() - began))
+                exchange.attempts.append(
+                    Attempt(dep.id, _outcome(exc), time.perf_counter() - began)
+                )
                 last_error = exc
                 if isinstance(exc, UpstreamStatusError) and not exc.retryable:
                     raise
@@ -163,11 +168,19 @@ class Proxy:
         exchange.status = reply.status
         exchange.first_byte_s = time.perf_counter() - exchange.started
         exchange.usage = _usage_of(reply.body)
-        return Response(reply.body, reply.status, headers=self._headers(exchange, dep),
-                        media_type=reply.content_type or "application/json")
+        return Response(
+            reply.body,
+            reply.status,
+            headers=self._headers(exchange, dep),
+            media_type=reply.content_type or "application/json",
+        )
 
     async def _open_stream(
-        self, exchange: Exchange, dep: Deployment, upstream: Upstream, body: bytes,
+        self,
+        exchange: Exchange,
+        dep: Deployment,
+        upstream: Upstream,
+        body: bytes,
         strip_usage: bool,
     ) -> Response:
         try:
@@ -186,12 +199,21 @@ class Proxy:
         exchange.status = 200
         exchange.first_byte_s = time.perf_counter() - exchange.started
         relay = self._relay(exchange, dep, stream, chunks, first, strip_usage)
-        return StreamingResponse(relay, 200, headers={**SSE_HEADERS, **self._headers(exchange, dep)},
-                                 media_type="text/event-stream")
+        return StreamingResponse(
+            relay,
+            200,
+            headers={**SSE_HEADERS, **self._headers(exchange, dep)},
+            media_type="text/event-stream",
+        )
 
     async def _relay(
-        self, exchange: Exchange, dep: Deployment, stream: UpstreamStream,
-        chunks: AsyncIterator[bytes], first: bytes, strip_usage: bool,
+        self,
+        exchange: Exchange,
+        dep: Deployment,
+        stream: UpstreamStream,
+        chunks: AsyncIterator[bytes],
+        first: bytes,
+        strip_usage: bool,
     ) -> AsyncIterator[bytes]:
         sse = SSEUsageFilter(strip_usage)
         try:
@@ -242,6 +264,8 @@ def _outcome(exc: GatewayError) -> str:
 
 
 def _refusal(route: Route, decision_id: str) -> GatewayError:
+    if not route.candidates:
+        return NoHealthyBackend(f"Model {route.requested!r} has no deployment", param="model")
     candidates = [
         {
             "deployment": c.deployment.id,
@@ -249,14 +273,13 @@ def _refusal(route: Route, decision_id: str) -> GatewayError:
         }
         for c in route.candidates
     ]
-    if not candidates:
-        return NoHealthyBackend(f"Model {route.requested!r} has no deployment", param="model")
     summary = "; ".join(
-        f"{c['deployment']}: " + ", ".join(f"{f['rule']} ({f['reason']})" for f in c["failed"])
-        for c in candidates
+        f"{c.deployment.id}: " + ", ".join(f"{r.rule} ({r.reason})" for r in c.failures())
+        for c in route.candidates
     )
     return PolicyViolation(
-        f"Policy for tenant {route.tenant!r} allows no deployment of {route.requested!r}: {summary}",
+        f"Policy for tenant {route.tenant!r} allows no deployment of {route.requested!r}: "
+        + summary,
         param="model",
         details={
             "decision_id": decision_id,

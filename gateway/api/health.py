@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
-from gateway.api.json import json_response
 from starlette.responses import Response
 
+from gateway.api.json import json_response
 from gateway.components import components
 
 router = APIRouter()

@@ -7,7 +7,6 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from gateway.api.json import json_response
-
 from gateway.auth.keys import Principal
 from gateway.components import Components, components
 from gateway.errors import ModelNotFound, RequestTooLarge

@@ -46,7 +46,7 @@ def new_key() -> tuple[str, str]:
 def key_id_of(key: str) -> str | None:
     if not key.startswith(PREFIX):
         return None
-    key_id, sep, secret = key[len(PREFIX):].partition("-")
+    key_id, sep, secret = key[len(PREFIX) :].partition("-")
     return key_id if sep and secret else None
 
 

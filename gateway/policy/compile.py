@@ -93,9 +93,9 @@ class CompiledPolicy:
 
     def _compile_tenant(self, tenant: Tenant) -> _TenantTable:
         allowed = frozenset(
-            m for m in self.policy.catalog.models if any(
-                fnmatch.fnmatchcase(m, pattern) for pattern in tenant.models
-            )
+            m
+            for m in self.policy.catalog.models
+            if any(fnmatch.fnmatchcase(m, pattern) for pattern in tenant.models)
         )
         rule_keys: dict[str | None, tuple[str, ...]] = {None: (self._rule_key(tenant.rules),)}
         for name, data_class in tenant.data_classes.items():
@@ -151,7 +151,9 @@ def _allowlist_result(model: str, allowed: bool, tenant: Tenant) -> RuleResult:
     patterns = ", ".join(tenant.models)
     if allowed:
         return RuleResult("model_allowlist", True, f"{model} matches [{patterns}]")
-    return RuleResult("model_allowlist", False, f"{model} is not in the allowed models [{patterns}]")
+    return RuleResult(
+        "model_allowlist", False, f"{model} is not in the allowed models [{patterns}]"
+    )
 
 
 def _next_expiry(policy: PolicySet, today: dt.date) -> dt.date | None:

@@ -43,7 +43,10 @@ def evaluate_deployment(
     if rules.inference_country is not None:
         results.append(
             _place_rule(
-                "inference_country", rules.inference_country, (backend.country,), policy,
+                "inference_country",
+                rules.inference_country,
+                (backend.country,),
+                policy,
                 f"inference runs in {backend.country}",
             )
         )
@@ -53,7 +56,10 @@ def evaluate_deployment(
         described = ", ".join(f"{n} ({j})" for n, j in zip(names, chain, strict=True))
         results.append(
             _place_rule(
-                "operator_control", rules.operator_control, chain, policy,
+                "operator_control",
+                rules.operator_control,
+                chain,
+                policy,
                 f"operator control chain: {described}",
             )
         )
@@ -61,7 +67,10 @@ def evaluate_deployment(
         origin = model.developer_country
         results.append(
             _place_rule(
-                "weights_origin", rules.weights_origin, (origin,) if origin else (), policy,
+                "weights_origin",
+                rules.weights_origin,
+                (origin,) if origin else (),
+                policy,
                 f"weights by {model.developer} ({origin or 'country unknown'})",
             )
         )

@@ -1,4 +1,4 @@
-"""Read a policy directory into a validated `PolicySet`, or into errors that name file, line and field.
+"""Read a policy directory into a validated `PolicySet`, or into errors naming file, line, field.
 
 Layout of a policy directory:
     groups.yaml        country groups (EU, EEA, ...)
@@ -159,7 +159,7 @@ def _message(err: Any) -> str:
     if err["type"] == "missing":
         return "required field is missing"
     if err["type"] == "string_type" and isinstance(err.get("input"), bool):
-        return "YAML read this as true/false; quote it (for Norway write \"NO\")"
+        return 'YAML read this as true/false; quote it (for Norway write "NO")'
     return msg
 
 
@@ -194,8 +194,12 @@ def _flatten_groups(
     for name, group in groups.items():
         if not GROUP_PATTERN.match(name) or name in ISO_3166_ALPHA2:
             problems.append(
-                _at(src, ("groups", name), "group names are 2-32 upper-case letters, digits or _"
-                    " and must not be a country code")
+                _at(
+                    src,
+                    ("groups", name),
+                    "group names are 2-32 upper-case letters, digits or _"
+                    " and must not be a country code",
+                )
             )
         for i, code in enumerate(group.countries):
             if code not in ISO_3166_ALPHA2:
@@ -234,7 +238,8 @@ def _check_catalog(catalog: Catalog, src: _Source, problems: list[Problem]) -> N
         if backend.country not in ISO_3166_ALPHA2:
             problems.append(_at(src, (*base, "country"), f"{backend.country!r} is not ISO 3166-1"))
         chain = [("operator", "jurisdiction")] + [
-            ("operator", "parents", str(i), "jurisdiction") for i in range(len(backend.operator.parents))
+            ("operator", "parents", str(i), "jurisdiction")
+            for i in range(len(backend.operator.parents))
         ]
         for loc, code in zip(chain, backend.operator.control_chain(), strict=True):
             if code not in ISO_3166_ALPHA2:
@@ -242,10 +247,10 @@ def _check_catalog(catalog: Catalog, src: _Source, problems: list[Problem]) -> N
         if backend.kind == "litellm" and not backend.provider:
             problems.append(_at(src, (*base, "provider"), "a litellm backend needs `provider`"))
     for name, model in catalog.models.items():
-        code = model.developer_country
-        if code is not None and code not in ISO_3166_ALPHA2:
+        origin = model.developer_country
+        if origin is not None and origin not in ISO_3166_ALPHA2:
             problems.append(
-                _at(src, ("models", name, "developer_country"), f"{code!r} is not ISO 3166-1")
+                _at(src, ("models", name, "developer_country"), f"{origin!r} is not ISO 3166-1")
             )
     seen: set[str] = set()
     for i, dep in enumerate(catalog.deployments):
@@ -271,8 +276,11 @@ def _check_tenant(
                 for i, place in enumerate(getattr(rule, kind) or ()):
                     if place not in ISO_3166_ALPHA2 and place not in groups:
                         problems.append(
-                            _at(src, (*base, rule_name, kind, str(i)),
-                                f"{place!r} is neither an ISO 3166-1 code nor a known group")
+                            _at(
+                                src,
+                                (*base, rule_name, kind, str(i)),
+                                f"{place!r} is neither an ISO 3166-1 code nor a known group",
+                            )
                         )
 
     check_rules(tenant.rules, ("rules",))

@@ -1,4 +1,5 @@
-"""The YAML model admins write: country groups, the catalog (backends, models, deployments), tenants.
+"""The YAML model admins write: country groups, the catalog (backends, models, deployments),
+tenants.
 
 Everything here is declarative and validated on load. Cross-file references (a deployment naming a
 backend, a rule naming a group) are checked in `load.py`, which knows all files at once.
@@ -103,7 +104,9 @@ class Backend(Strict):
     attestations: list[Attestation] = []
     apis: list[Api] = [Api.CHAT, Api.COMPLETIONS, Api.EMBEDDINGS]
     metrics_url: HttpUrl | None = Field(default=None, description="vLLM /metrics, for load")
-    provider: str | None = Field(default=None, description="litellm provider prefix, e.g. anthropic")
+    provider: str | None = Field(
+        default=None, description="litellm provider prefix, e.g. anthropic"
+    )
     description: str = ""
 
 
@@ -137,7 +140,9 @@ class Catalog(Strict):
 
 
 class PlaceRule(Strict):
-    allow: list[Place] | None = Field(default=None, description="countries or groups; all others fail")
+    allow: list[Place] | None = Field(
+        default=None, description="countries or groups; all others fail"
+    )
     deny: list[Place] = []
 
     @model_validator(mode="after")
@@ -192,7 +197,9 @@ class Tenant(Strict):
     @model_validator(mode="after")
     def _default_class_exists(self) -> Tenant:
         if self.default_data_class is not None and self.default_data_class not in self.data_classes:
-            raise ValueError(f"default_data_class {self.default_data_class!r} is not in data_classes")
+            raise ValueError(
+                f"default_data_class {self.default_data_class!r} is not in data_classes"
+            )
         return self
 
 

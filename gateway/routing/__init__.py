@@ -1,1 +1,4 @@
-"""Choosing among eligible deployments. Nothing here can add a deployment the policy did not allow."""
+"""Choosing among eligible deployments.
+
+Nothing here can add a deployment the policy did not allow.
+"""

@@ -23,7 +23,9 @@ def _json(data: Any, status: int = 200) -> web.Response:
     return web.Response(body=orjson.dumps(data), status=status, content_type="application/json")
 
 
-def _error(state: SimState, status: int, message: str, kind: str, param: str | None = None) -> web.Response:
+def _error(
+    state: SimState, status: int, message: str, kind: str, param: str | None = None
+) -> web.Response:
     body: dict[str, Any] = {"message": message, "type": kind, "param": param, "code": status}
     if state.config.error_style == "flat":
         return _json({"object": "error", **body}, status)
@@ -44,8 +46,14 @@ class _Handlers:
             body = await request.json(loads=orjson.loads)
         except ValueError:
             return {}, _error(state, 400, "Invalid JSON body", "BadRequestError")
-        state.requests.append({"path": request.path, "body": body,
-                               "authorization": request.headers.get("authorization")})
+        state.received += 1
+        state.requests.append(
+            {
+                "path": request.path,
+                "body": body,
+                "authorization": request.headers.get("authorization"),
+            }
+        )
         cfg = state.config
         if cfg.hang:
             await asyncio.sleep(3600)
@@ -54,8 +62,9 @@ class _Handlers:
             return body, _error(state, cfg.fail_status, "simulated failure", "InternalServerError")
         model = body.get("model")
         if model not in state.models:
-            return body, _error(state, 404, f"The model `{model}` does not exist.",
-                                "NotFoundError", "model")
+            return body, _error(
+                state, 404, f"The model `{model}` does not exist.", "NotFoundError", "model"
+            )
         if cfg.ttft_s:
             await asyncio.sleep(cfg.ttft_s)
         return body, None
@@ -64,11 +73,15 @@ class _Handlers:
         limit = self.state.config.max_model_len
         if prompt_tokens + max_tokens > limit:
             return _error(
-                self.state, 400,
+                self.state,
+                400,
                 f"This model's maximum context length is {limit} tokens. However, you requested "
                 f"{prompt_tokens + max_tokens} tokens ({prompt_tokens} in the messages, "
                 f"{max_tokens} in the completion). Please reduce the length of the messages or "
-                "completion.", "BadRequestError", "messages")
+                "completion.",
+                "BadRequestError",
+                "messages",
+            )
         return None
 
     async def chat(self, request: web.Request) -> web.StreamResponse:
@@ -101,57 +114,89 @@ class _Handlers:
         n = int(body.get("n") or 1)
         count = min(max_tokens, state.config.output_tokens)
         choices = [self._choice(body, prompt, count, i, chat) for i in range(n)]
-        usage = {"prompt_tokens": token_count(prompt), "completion_tokens": count * n,
-                 "total_tokens": token_count(prompt) + count * n}
-        meta = {"id": ("chatcmpl-" if chat else "cmpl-") + os.urandom(8).hex(),
-                "created": int(time.time()), "model": body["model"]}
+        usage = {
+            "prompt_tokens": token_count(prompt),
+            "completion_tokens": count * n,
+            "total_tokens": token_count(prompt) + count * n,
+        }
+        meta = {
+            "id": ("chatcmpl-" if chat else "cmpl-") + os.urandom(8).hex(),
+            "created": int(time.time()),
+            "model": body["model"],
+        }
         state.running += 1
         try:
             if body.get("stream"):
                 return await self._stream(request, body, meta, choices, usage, chat)
             state.served += 1
             obj = "chat.completion" if chat else "text_completion"
-            return _json({**meta, "object": obj, "choices": [c["final"] for c in choices],
-                          "usage": usage})
+            return _json(
+                {**meta, "object": obj, "choices": [c["final"] for c in choices], "usage": usage}
+            )
         finally:
             state.running -= 1
 
-    def _choice(self, body: dict[str, Any], prompt: str, count: int, index: int, chat: bool) -> dict[str, Any]:
+    def _choice(
+        self, body: dict[str, Any], prompt: str, count: int, index: int, chat: bool
+    ) -> dict[str, Any]:
         words = words_for(prompt, count, seed=index)
         tools = body.get("tools")
         if chat and tools and body.get("tool_choice") != "none":
             name = tools[0]["function"]["name"]
             args = orjson.dumps({"query": " ".join(words[:3])}).decode()
-            call = {"id": f"call_{index}_{os.urandom(4).hex()}", "type": "function",
-                    "function": {"name": name, "arguments": args}}
-            final = {"index": index, "message": {"role": "assistant", "content": None,
-                                                 "tool_calls": [call]},
-                     "logprobs": None, "finish_reason": "tool_calls"}
+            call = {
+                "id": f"call_{index}_{os.urandom(4).hex()}",
+                "type": "function",
+                "function": {"name": name, "arguments": args},
+            }
+            final = {
+                "index": index,
+                "message": {"role": "assistant", "content": None, "tool_calls": [call]},
+                "logprobs": None,
+                "finish_reason": "tool_calls",
+            }
             return {"final": final, "tool_call": call, "pieces": []}
         fmt = body.get("response_format") or {}
         if chat and fmt.get("type") in ("json_object", "json_schema"):
             text = orjson.dumps({"answer": " ".join(words)}).decode()
-            pieces = [text[i:i + 8] for i in range(0, len(text), 8)]
+            pieces = [text[i : i + 8] for i in range(0, len(text), 8)]
         else:
             pieces = [("" if i == 0 else " ") + w for i, w in enumerate(words)]
             text = "".join(pieces)
         logprobs = None
         if chat and body.get("logprobs"):
             top = int(body.get("top_logprobs") or 0)
-            logprobs = {"content": [{"token": p, "logprob": -0.5, "bytes": list(p.encode()),
-                                     "top_logprobs": [{"token": p, "logprob": -0.5,
-                                                       "bytes": list(p.encode())}] * top}
-                                    for p in pieces]}
+            logprobs = {
+                "content": [
+                    {
+                        "token": p,
+                        "logprob": -0.5,
+                        "bytes": list(p.encode()),
+                        "top_logprobs": [{"token": p, "logprob": -0.5, "bytes": list(p.encode())}]
+                        * top,
+                    }
+                    for p in pieces
+                ]
+            }
         if chat:
-            final = {"index": index, "message": {"role": "assistant", "content": text},
-                     "logprobs": logprobs, "finish_reason": "length" if len(pieces) else "stop"}
+            final = {
+                "index": index,
+                "message": {"role": "assistant", "content": text},
+                "logprobs": logprobs,
+                "finish_reason": "length" if pieces else "stop",
+            }
         else:
             final = {"index": index, "text": text, "logprobs": None, "finish_reason": "length"}
         return {"final": final, "tool_call": None, "pieces": pieces, "logprobs": logprobs}
 
     async def _stream(
-        self, request: web.Request, body: dict[str, Any], meta: dict[str, Any],
-        choices: list[dict[str, Any]], usage: dict[str, Any], chat: bool,
+        self,
+        request: web.Request,
+        body: dict[str, Any],
+        meta: dict[str, Any],
+        choices: list[dict[str, Any]],
+        usage: dict[str, Any],
+        chat: bool,
     ) -> web.StreamResponse:
         cfg = self.state.config
         response = web.StreamResponse(headers={"content-type": "text/event-stream; charset=utf-8"})
@@ -181,32 +226,69 @@ class _Handlers:
         for c in choices:
             i = c["final"]["index"]
             if not chat:
-                events += [{"index": i, "text": p, "logprobs": None, "finish_reason": None}
-                           for p in c["pieces"]]
+                events += [
+                    {"index": i, "text": p, "logprobs": None, "finish_reason": None}
+                    for p in c["pieces"]
+                ]
                 events.append({"index": i, "text": "", "logprobs": None, "finish_reason": "length"})
                 continue
-            events.append({"index": i, "delta": {"role": "assistant", "content": ""},
-                           "logprobs": None, "finish_reason": None})
+            events.append(
+                {
+                    "index": i,
+                    "delta": {"role": "assistant", "content": ""},
+                    "logprobs": None,
+                    "finish_reason": None,
+                }
+            )
             call = c["tool_call"]
             if call is not None:
                 args = call["function"]["arguments"]
-                events.append({"index": i, "delta": {"tool_calls": [
-                    {"index": 0, "id": call["id"], "type": "function",
-                     "function": {"name": call["function"]["name"], "arguments": ""}}]},
-                    "logprobs": None, "finish_reason": None})
-                events += [{"index": i, "delta": {"tool_calls": [
-                    {"index": 0, "function": {"arguments": args[k:k + 6]}}]},
-                    "logprobs": None, "finish_reason": None} for k in range(0, len(args), 6)]
-                events.append({"index": i, "delta": {}, "logprobs": None,
-                               "finish_reason": "tool_calls"})
+                events.append(
+                    {
+                        "index": i,
+                        "delta": {
+                            "tool_calls": [
+                                {
+                                    "index": 0,
+                                    "id": call["id"],
+                                    "type": "function",
+                                    "function": {"name": call["function"]["name"], "arguments": ""},
+                                }
+                            ]
+                        },
+                        "logprobs": None,
+                        "finish_reason": None,
+                    }
+                )
+                events += [
+                    {
+                        "index": i,
+                        "delta": {
+                            "tool_calls": [{"index": 0, "function": {"arguments": args[k : k + 6]}}]
+                        },
+                        "logprobs": None,
+                        "finish_reason": None,
+                    }
+                    for k in range(0, len(args), 6)
+                ]
+                events.append(
+                    {"index": i, "delta": {}, "logprobs": None, "finish_reason": "tool_calls"}
+                )
                 continue
             lps = (c.get("logprobs") or {}).get("content")
             for k, piece in enumerate(c["pieces"]):
                 lp = {"content": [lps[k]]} if lps else None
-                events.append({"index": i, "delta": {"content": piece}, "logprobs": lp,
-                               "finish_reason": None})
-            events.append({"index": i, "delta": {}, "logprobs": None,
-                           "finish_reason": c["final"]["finish_reason"]})
+                events.append(
+                    {"index": i, "delta": {"content": piece}, "logprobs": lp, "finish_reason": None}
+                )
+            events.append(
+                {
+                    "index": i,
+                    "delta": {},
+                    "logprobs": None,
+                    "finish_reason": c["final"]["finish_reason"],
+                }
+            )
         return events
 
     async def embeddings(self, request: web.Request) -> web.Response:
@@ -225,8 +307,14 @@ class _Handlers:
             data.append({"object": "embedding", "index": i, "embedding": value})
         tokens = sum(token_count(str(x)) for x in inputs)
         self.state.served += 1
-        return _json({"object": "list", "data": data, "model": body["model"],
-                      "usage": {"prompt_tokens": tokens, "total_tokens": tokens}})
+        return _json(
+            {
+                "object": "list",
+                "data": data,
+                "model": body["model"],
+                "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+            }
+        )
 
     async def responses(self, request: web.Request) -> web.Response:
         body, refused = await self._admit(request)
@@ -237,21 +325,49 @@ class _Handlers:
         words = words_for(prompt, self.state.config.output_tokens)
         text = " ".join(words)
         self.state.served += 1
-        return _json({
-            "id": "resp_" + os.urandom(8).hex(), "object": "response",
-            "created_at": int(time.time()), "status": "completed", "model": body["model"],
-            "output": [{"type": "message", "id": "msg_" + os.urandom(6).hex(),
-                        "status": "completed", "role": "assistant",
-                        "content": [{"type": "output_text", "text": text, "annotations": []}]}],
-            "usage": {"input_tokens": token_count(prompt), "output_tokens": len(words),
-                      "total_tokens": token_count(prompt) + len(words)},
-            "parallel_tool_calls": True, "tool_choice": "auto", "tools": [],
-        })
+        return _json(
+            {
+                "id": "resp_" + os.urandom(8).hex(),
+                "object": "response",
+                "created_at": int(time.time()),
+                "status": "completed",
+                "model": body["model"],
+                "output": [
+                    {
+                        "type": "message",
+                        "id": "msg_" + os.urandom(6).hex(),
+                        "status": "completed",
+                        "role": "assistant",
+                        "content": [{"type": "output_text", "text": text, "annotations": []}],
+                    }
+                ],
+                "usage": {
+                    "input_tokens": token_count(prompt),
+                    "output_tokens": len(words),
+                    "total_tokens": token_count(prompt) + len(words),
+                },
+                "parallel_tool_calls": True,
+                "tool_choice": "auto",
+                "tools": [],
+            }
+        )
 
     async def models(self, request: web.Request) -> web.Response:
-        return _json({"object": "list", "data": [
-            {"id": m, "object": "model", "created": 0, "owned_by": "vllm", "max_model_len":
-             self.state.config.max_model_len} for m in self.state.models]})
+        return _json(
+            {
+                "object": "list",
+                "data": [
+                    {
+                        "id": m,
+                        "object": "model",
+                        "created": 0,
+                        "owned_by": "vllm",
+                        "max_model_len": self.state.config.max_model_len,
+                    }
+                    for m in self.state.models
+                ],
+            }
+        )
 
     async def health(self, request: web.Request) -> web.Response:
         return web.Response(status=200)
@@ -267,14 +383,22 @@ class _Handlers:
             ("vllm:kv_cache_usage_perc", "gauge", cfg.kv_cache_usage),
         ):
             lines.append(f"# TYPE {metric} {kind}")
-            lines += [f'{metric}{{engine="0",model_name="{m}"}} {float(value)}'
-                      for m in self.state.models]
+            lines += [
+                f'{metric}{{engine="0",model_name="{m}"}} {float(value)}' for m in self.state.models
+            ]
         return web.Response(text="\n".join(lines) + "\n", content_type="text/plain")
 
     async def get_config(self, request: web.Request) -> web.Response:
         cfg = self.state.config
-        return _json({**cfg.__dict__, "served": self.state.served,
-                      "requests": list(self.state.requests)})
+        return _json(
+            {
+                **cfg.__dict__,
+                "served": self.state.served,
+                "received": self.state.received,
+                "running": self.state.running,
+                "requests": list(self.state.requests),
+            }
+        )
 
     async def set_config(self, request: web.Request) -> web.Response:
         try:

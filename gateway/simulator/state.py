@@ -28,6 +28,7 @@ class SimState:
     models: list[str]
     config: SimConfig = field(default_factory=SimConfig)
     requests: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=100))
+    received: int = 0
     served: int = 0
     running: int = 0
 

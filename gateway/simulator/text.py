@@ -4,10 +4,36 @@ from __future__ import annotations
 
 import hashlib
 
-WORDS = (
-    "sovereign data stays within its borders while the model answers every question "
-    "with care and the audit log records where each request ran and why it was allowed"
-).split()
+WORDS = [
+    "sovereign",
+    "data",
+    "stays",
+    "within",
+    "its",
+    "borders",
+    "while",
+    "the",
+    "model",
+    "answers",
+    "every",
+    "question",
+    "with",
+    "care",
+    "and",
+    "the",
+    "audit",
+    "log",
+    "records",
+    "where",
+    "each",
+    "request",
+    "ran",
+    "and",
+    "why",
+    "it",
+    "was",
+    "allowed",
+]
 
 
 def words_for(prompt: str, count: int, seed: int = 0) -> list[str]:
@@ -31,9 +57,7 @@ def prompt_of_messages(messages: object) -> str:
         if isinstance(content, str):
             parts.append(content)
         elif isinstance(content, list):
-            parts.extend(
-                str(p.get("text", "")) for p in content if isinstance(p, dict)
-            )
+            parts.extend(str(p.get("text", "")) for p in content if isinstance(p, dict))
     return "\n".join(parts)
 
 

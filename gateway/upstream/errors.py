@@ -8,8 +8,13 @@ import orjson
 
 from gateway.errors import UpstreamStatusError
 
-_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
-          404: "not_found_error", 429: "rate_limit_error"}
+_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    429: "rate_limit_error",
+}
 
 
 def normalise_error_body(status: int, body: bytes) -> dict[str, Any]:
@@ -32,8 +37,9 @@ def normalise_error_body(status: int, body: bytes) -> dict[str, Any]:
     if not error.get("message"):
         text = body.decode("utf-8", "replace").strip()[:500]
         error["message"] = text or f"upstream returned HTTP {status}"
-    error.setdefault("type", _TYPES.get(status, "upstream_error" if status >= 500 else
-                                        "invalid_request_error"))
+    error.setdefault(
+        "type", _TYPES.get(status, "upstream_error" if status >= 500 else "invalid_request_error")
+    )
     if error.get("type") is None:
         error["type"] = _TYPES.get(status, "upstream_error")
     error.setdefault("param", None)

@@ -1,7 +1,8 @@
-"""OpenAI-compatible upstreams (vLLM, most EU providers): bytes in, bytes out, one pooled client.
+"""OpenAI-compatible upstreams (vLLM, most EU providers): bytes in, bytes out, a pooled client.
 
-aiohttp's client is used because, measured on this project's benchmark, a proxy on it ran several
-times the rate of the same proxy on httpx. aiohttp's exceptions are translated here, at the boundary.
+aiohttp's client is used because, measured on this project's benchmark, a proxy on it ran
+several times the rate of the same proxy on httpx. aiohttp's exceptions are translated here, at
+the boundary.
 """
 
 from __future__ import annotations
@@ -88,7 +89,9 @@ class OpenAICompatibleUpstream:
         except TimeoutError as exc:
             raise UpstreamTimeout(f"{self.name} did not answer in time") from exc
         except aiohttp.ClientConnectorError as exc:
-            raise UpstreamError(f"cannot connect to {self.name}", code="upstream_connect_error") from exc
+            raise UpstreamError(
+                f"cannot connect to {self.name}", code="upstream_connect_error"
+            ) from exc
         except aiohttp.ClientError as exc:
             raise UpstreamError(f"{self.name} failed: {type(exc).__name__}") from exc
         if response.status >= 400:
@@ -126,4 +129,3 @@ class OpenAICompatibleUpstream:
         if self._session is not None:
             await self._session.close()
             self._session = None
-

@@ -1,5 +1,6 @@
-"""Relay an OpenAI-style SSE stream event by event, reading usage and dropping the usage chunk the
-gateway asked for on the client's behalf. Memory is bounded by one event, whatever the stream length.
+"""Relay an OpenAI-style SSE stream event by event, reading usage and dropping the usage chunk
+that the gateway asked for on the client's behalf. Memory is bounded by one event, whatever the
+length of the stream.
 """
 
 from __future__ import annotations

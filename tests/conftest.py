@@ -1,0 +1,98 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import openai
+import pytest
+
+from gateway.demo import demo_key
+from tests.harness import Gateway, PolicyDir, Sim, free_port, run_gateway, run_simulators
+
+GATEWAY_SETTINGS = {
+    "max_body_bytes": 65536,
+    "first_byte_timeout_s": 2.0,
+    "idle_timeout_s": 2.0,
+    "log_level": "warning",
+}
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture(scope="session")
+def policy_dir(tmp_path_factory: pytest.TempPathFactory) -> PolicyDir:
+    policies = PolicyDir.from_examples(tmp_path_factory.mktemp("run") / "policies")
+    dead_port = free_port()
+
+    def add_dead_backend(catalog: dict) -> None:  # type: ignore[type-arg]
+        catalog["backends"]["dead-backend"] = {
+            "kind": "vllm",
+            "base_url": f"http://127.0.0.2:{dead_port}/v1",
+            "country": "FR",
+            "operator": {"name": "Nobody", "jurisdiction": "FR"},
+            "self_hosted": True,
+        }
+        catalog["models"]["ghost"] = {"developer": "Nobody", "developer_country": "FR"}
+        catalog["deployments"].append(
+            {"model": "ghost", "backend": "dead-backend", "upstream_model": "ghost"}
+        )
+
+    policies.edit_catalog(add_dead_backend)
+    policies.add_tenant(
+        {"tenant": "limited", "models": ["mistral-small"], "limits": {"requests_per_minute": 2}}
+    )
+    return policies
+
+
+@pytest.fixture(scope="session")
+def keys(policy_dir: PolicyDir) -> dict[str, str]:
+    found = {t: demo_key(t) for t in ("fr-public-body", "eu-bank", "research-lab", "acme-dev")}
+    found["limited"] = policy_dir.add_key("limited1", "limited")
+    return found
+
+
+@pytest.fixture(scope="session")
+def gateway(
+    policy_dir: PolicyDir, keys: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Gateway]:
+    logs = tmp_path_factory.mktemp("logs")
+    with (
+        run_simulators(policy_dir.path, logs / "sim.log"),
+        run_gateway(policy_dir.path, logs / "gateway.log", **GATEWAY_SETTINGS) as gw,
+    ):
+        yield gw
+
+
+@pytest.fixture
+def sims(policy_dir: PolicyDir, gateway: Gateway) -> Iterator[dict[str, Sim]]:
+    found = {name: Sim(port) for name, port in policy_dir.ports.items() if name != "dead-backend"}
+    yield found
+    for sim in found.values():
+        sim.reset()
+
+
+@pytest.fixture
+def client_for(gateway: Gateway, keys: dict[str, str]):  # type: ignore[no-untyped-def]
+    def make(tenant: str = "acme-dev") -> openai.OpenAI:
+        return openai.OpenAI(base_url=gateway.v1, api_key=keys[tenant], max_retries=0, timeout=20)
+
+    return make
+
+
+@pytest.fixture
+def async_client_for(gateway: Gateway, keys: dict[str, str]):  # type: ignore[no-untyped-def]
+    def make(tenant: str = "acme-dev") -> openai.AsyncOpenAI:
+        return openai.AsyncOpenAI(
+            base_url=gateway.v1, api_key=keys[tenant], max_retries=0, timeout=20
+        )
+
+    return make
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "tests/integration/test_llama" in str(Path(str(item.fspath)).as_posix()):
+            item.add_marker(pytest.mark.llama)

