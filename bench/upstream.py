@@ -1,0 +1,108 @@
+"""A fast OpenAI-compatible upstream for benchmarks: raw asyncio HTTP/1.1 with keep-alive.
+
+POST /v1/chat/completions answers a fixed completion, or with `"stream": true` 20 SSE chunks,
+a usage chunk when asked, and `[DONE]`. Fast enough that it is never what a benchmark measures.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+
+import orjson
+
+CHUNKS = 20
+
+
+def _json_body() -> bytes:
+    return orjson.dumps(
+        {
+            "id": "chatcmpl-bench",
+            "object": "chat.completion",
+            "created": 0,
+            "model": "bench",
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": "word " * CHUNKS},
+                    "logprobs": None,
+                    "finish_reason": "length",
+                }
+            ],
+            "usage": {"prompt_tokens": 8, "completion_tokens": CHUNKS, "total_tokens": 8 + CHUNKS},
+        }
+    )
+
+
+def _sse_body(usage: bool) -> bytes:
+    head = b'{"id":"chatcmpl-bench","object":"chat.completion.chunk","created":0,"model":"bench",'
+    parts = [
+        b"data: " + head + b'"choices":[{"index":0,"delta":{"role":"assistant","content":""},'
+        b'"logprobs":null,"finish_reason":null}]}\n\n'
+    ]
+    parts += [
+        b"data: " + head + b'"choices":[{"index":0,"delta":{"content":"word "},'
+        b'"logprobs":null,"finish_reason":null}]}\n\n'
+    ] * CHUNKS
+    if usage:
+        parts.append(
+            b"data: " + head + b'"choices":[],"usage":{"prompt_tokens":8,'
+            b'"completion_tokens":20,"total_tokens":28}}\n\n'
+        )
+    parts.append(b"data: [DONE]\n\n")
+    return b"".join(parts)
+
+
+JSON = _json_body()
+SSE = {True: _sse_body(True), False: _sse_body(False)}
+
+
+def _response(body: bytes, content_type: bytes) -> bytes:
+    return (
+        b"HTTP/1.1 200 OK\r\ncontent-type: "
+        + content_type
+        + b"\r\ncontent-length: "
+        + str(len(body)).encode()
+        + b"\r\n\r\n"
+        + body
+    )
+
+
+class Upstream(asyncio.Protocol):
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport
+        self.buffer = b""
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        while True:
+            end = self.buffer.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            head = self.buffer[:end].lower()
+            length = 0
+            for line in head.split(b"\r\n"):
+                if line.startswith(b"content-length:"):
+                    length = int(line[15:])
+            if len(self.buffer) < end + 4 + length:
+                return
+            body = self.buffer[end + 4 : end + 4 + length]
+            self.buffer = self.buffer[end + 4 + length :]
+            if head.startswith(b"get"):
+                self.transport.write(_response(b'{"status":"ok"}', b"application/json"))
+            elif b'"stream":true' in body.replace(b" ", b""):
+                usage = b'"include_usage":true' in body.replace(b" ", b"")
+                self.transport.write(_response(SSE[usage], b"text/event-stream"))
+            else:
+                self.transport.write(_response(JSON, b"application/json"))
+
+
+async def main(port: int) -> None:
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(Upstream, "127.0.0.1", port, backlog=1024)
+    async with server:
+        await server.serve_forever()
+
+
+if __name__ == "__main__":
+    asyncio.run(main(int(sys.argv[1])))

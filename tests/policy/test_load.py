@@ -1,0 +1,92 @@
+"""Loading policy: every problem is reported with file, line and field, and nothing slips through."""
+
+from __future__ import annotations
+
+import datetime as dt
+import shutil
+from pathlib import Path
+
+import pytest
+
+from gateway.policy.compile import CompiledPolicy
+from gateway.policy.engine import evaluate_deployment
+from gateway.policy.load import PolicyLoadError, load_policy_dir
+from gateway.policy.schema import AttestationKind, Rules
+from tests.harness import EXAMPLE_POLICIES
+
+TODAY = dt.date(2026, 11, 23)
+
+
+@pytest.fixture
+def policies(tmp_path: Path) -> Path:
+    target = tmp_path / "policies"
+    shutil.copytree(EXAMPLE_POLICIES, target)
+    return target
+
+
+def _problems(directory: Path) -> list[str]:
+    with pytest.raises(PolicyLoadError) as info:
+        load_policy_dir(directory)
+    return [str(p) for p in info.value.problems]
+
+
+def test_examples_load(policies: Path) -> None:
+    policy = load_policy_dir(policies)
+    assert set(policy.tenants) == {"fr-public-body", "eu-bank", "research-lab", "acme-dev"}
+    assert policy.revision.startswith("sha256:")
+    assert "NO" in policy.groups["EEA"] and "FR" in policy.groups["EEA"]
+
+
+def test_misspelt_field_names_file_line_and_field(policies: Path) -> None:
+    path = policies / "tenants" / "eu-bank.yaml"
+    path.write_text(path.read_text().replace("operator_control:", "operator_contrl:"))
+    problems = _problems(policies)
+    line = next(i for i, t in enumerate(path.read_text().splitlines(), 1) if "operator_contrl" in t)
+    assert problems == [
+        f"tenants/eu-bank.yaml:{line}: error: rules.operator_contrl: unknown field (check its spelling)"
+    ]
+
+
+def test_unknown_country_code_is_an_error_not_a_silent_miss(policies: Path) -> None:
+    path = policies / "tenants" / "eu-bank.yaml"
+    path.write_text(path.read_text().replace("deny: [US, CN]", "deny: [UK, CN]"))
+    [problem] = _problems(policies)
+    assert "rules.operator_control.deny.0" in problem
+    assert "'UK' is neither an ISO 3166-1 code nor a known group" in problem
+
+
+def test_case_and_whitespace_variants_are_the_same_place(policies: Path) -> None:
+    path = policies / "tenants" / "eu-bank.yaml"
+    path.write_text(path.read_text().replace("deny: [US, CN]", 'deny: [" us ", cn]'))
+    compiled = CompiledPolicy(load_policy_dir(policies), TODAY)
+    route = compiled.route("eu-bank", "gpt-4o", None)
+    assert route.eligible == ()
+    failed = {c.deployment.id: [r.rule for r in c.failures()] for c in route.candidates}
+    assert "operator_control" in failed["gpt-4o@azure-sweden"]
+
+
+def test_bare_no_in_yaml_gets_a_hint(policies: Path) -> None:
+    path = policies / "groups.yaml"
+    path.write_text(path.read_text().replace('"NO"', "NO"))
+    [problem] = _problems(policies)
+    assert problem.startswith("groups.yaml:")
+    assert "quote it" in problem
+
+
+def test_invalid_yaml_reports_the_line(policies: Path) -> None:
+    (policies / "tenants" / "broken.yaml").write_text("tenant: broken\nmodels: [a, b\n")
+    [problem] = _problems(policies)
+    assert problem.startswith("tenants/broken.yaml:3: error:")
+
+
+def test_expired_attestation_counts_as_absent(policies: Path) -> None:
+    policy = load_policy_dir(policies)
+    # ovhcloud-gra's SecNumCloud attestation expires 2026-12-10 in the example catalog
+    rules = Rules(attestations=[AttestationKind.SECNUMCLOUD])
+    dep = next(d for d in policy.catalog.deployments if d.backend == "ovhcloud-gra")
+    assert evaluate_deployment(rules, dep, policy, dt.date(2026, 12, 9)).eligible
+    result = evaluate_deployment(rules, dep, policy, dt.date(2026, 12, 10))
+    assert not result.eligible
+    assert "expired 2026-12-10" in result.results[0].reason
+    # compiled tables know when they go stale
+    assert CompiledPolicy(policy, dt.date(2026, 12, 9)).valid_until == dt.date(2026, 12, 10)
