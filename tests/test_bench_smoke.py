@@ -18,7 +18,11 @@ def test_bench_quick_run_reports_every_target() -> None:
         check=True,
     )
     assert "errors" not in out.stderr, out.stderr
-    rows = [line for line in out.stdout.splitlines() if line.startswith("| json | 1 |")]
+    rows = [
+        line
+        for line in out.stdout.splitlines()
+        if line.startswith("| json | 1 |") and len(line.split("|")) == 11
+    ]
     assert [r.split("|")[3].strip() for r in rows] == [
         "direct",
         "bare proxy",
