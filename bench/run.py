@@ -242,14 +242,18 @@ def _report(rows, levels, idle, args) -> str:  # type: ignore[no-untyped-def]
                 )
     lines += [
         "",
-        "| mode | conc. | gateway/direct req/s | gateway/bare req/s | gateway/bare CPU per req |",
-        "|---|---|---|---|---|",
+        "| mode | conc. | gateway/direct req/s | gateway/bare req/s | gateway/bare CPU per req "
+        "| bare aiohttp/httpx req/s |",
+        "|---|---|---|---|---|---|",
     ]
     for mode in ("json", "stream"):
         for c in levels:
-            g, b, d = (med[(mode, c, n)] for n in ("gateway", "bare proxy", "direct"))
+            g, b, d, h = (
+                med[(mode, c, n)] for n in ("gateway", "bare proxy", "direct", "bare proxy (httpx)")
+            )
             lines.append(
-                f"| {mode} | {c} | {g[0] / d[0]:.2f} | {g[0] / b[0]:.2f} | {g[3] / b[3]:.2f} |"
+                f"| {mode} | {c} | {g[0] / d[0]:.2f} | {g[0] / b[0]:.2f} | {g[3] / b[3]:.2f} "
+                f"| {b[0] / h[0]:.2f} |"
             )
     lines += ["", "idle RSS MB: " + ", ".join(f"{k} {v:.0f}" for k, v in idle.items())]
     return "\n".join(lines)
