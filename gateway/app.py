@@ -15,7 +15,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
-from gateway.api import health, openai
+from gateway.api import admin, health, openai
 from gateway.api.json import json_response
 from gateway.asgi.request_id import RequestIdMiddleware
 from gateway.auth.keys import KeyStore, Principal
@@ -24,13 +24,13 @@ from gateway.errors import GatewayError, InvalidRequest, NotFound
 from gateway.limits.memory import MemoryLimiter
 from gateway.policy.compile import Route
 from gateway.policy.holder import PolicyHolder
-from gateway.policy.schema import BackendKind
+from gateway.policy.reloader import PolicyReloader
 from gateway.proxy import Proxy
 from gateway.routing.load import LoadTracker
 from gateway.routing.select import PriorityLeastLoaded
 from gateway.settings import Settings
-from gateway.upstream.base import Upstream
-from gateway.upstream.openai_compatible import OpenAICompatibleUpstream, Timeouts
+from gateway.upstream.openai_compatible import Timeouts
+from gateway.upstream.registry import Upstreams
 
 
 def _today() -> dt.date:
@@ -45,16 +45,11 @@ def build_components(settings: Settings) -> Components:
         first_byte_s=settings.first_byte_timeout_s,
         idle_s=settings.idle_timeout_s,
     )
-    upstreams: dict[str, Upstream] = {}
-    for name, backend in policy.current.policy.catalog.backends.items():
-        if backend.kind in (BackendKind.VLLM, BackendKind.OPENAI_COMPATIBLE):
-            upstreams[name] = OpenAICompatibleUpstream(
-                name, str(backend.base_url), timeouts, settings.pool_size_per_backend
-            )
+    upstreams = Upstreams(timeouts, settings.pool_size_per_backend)
     limiter = MemoryLimiter()
 
     def check_limits(principal: Principal, route: Route) -> None:
-        tenant = policy.current.policy.tenants[principal.tenant]
+        tenant = route.compiled.policy.tenants[principal.tenant]
         per_minute = tenant.limits.requests_per_minute
         if per_minute is not None:
             limiter.check(principal.tenant, per_minute, time.monotonic())
@@ -63,7 +58,8 @@ def build_components(settings: Settings) -> Components:
     proxy = Proxy(
         policy, upstreams, PriorityLeastLoaded(load), load, settings.max_attempts, check_limits
     )
-    return Components(settings, keys, policy, upstreams, proxy)
+    reloader = PolicyReloader(policy, settings.policy_watch_interval_s)
+    return Components(settings, keys, policy, reloader, upstreams, proxy)
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -71,13 +67,14 @@ def create_app(settings: Settings) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        parts.reloader.start()
         parts.ready = True
         try:
             yield
         finally:
             parts.ready = False
-            for upstream in parts.upstreams.values():
-                await upstream.aclose()
+            await parts.reloader.stop()
+            await parts.upstreams.aclose()
 
     app = FastAPI(
         title="Sovereign Gateway",
@@ -89,6 +86,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.components = parts
     app.include_router(health.router)
     app.include_router(openai.router)
+    app.include_router(admin.router)
     app.add_exception_handler(GatewayError, _gateway_error)
     app.add_exception_handler(HTTPException, _http_error)
     app.add_middleware(RequestIdMiddleware)

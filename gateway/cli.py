@@ -13,7 +13,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from gateway.auth.keys import hash_key, new_key
-from gateway.policy.load import PolicyLoadError, load_policy_dir
+from gateway.cli_policy import add_policy_commands
+from gateway.policy.load import load_policy_dir
 from gateway.settings import load_settings
 
 
@@ -59,10 +60,7 @@ def _parser() -> argparse.ArgumentParser:
     new.add_argument("--label", default="")
     new.set_defaults(func=_keys_new)
 
-    policy = sub.add_parser("policy", help="policy files").add_subparsers(title="policy commands")
-    check = policy.add_parser("check", help="validate a policy directory")
-    check.add_argument("directory", type=Path)
-    check.set_defaults(func=_policy_check)
+    add_policy_commands(sub)
     return parser
 
 
@@ -152,20 +150,4 @@ def _keys_new(args: argparse.Namespace) -> int:
     print("Add this entry under `keys:` in the keys file:")
     label = f", label: {args.label}" if args.label else ""
     print(f"  - {{id: {key_id}, tenant: {args.tenant}{label}, sha256: {hash_key(key)}}}")
-    return 0
-
-
-def _policy_check(args: argparse.Namespace) -> int:
-    try:
-        policy = load_policy_dir(args.directory)
-    except PolicyLoadError as exc:
-        for problem in exc.problems:
-            print(problem, file=sys.stderr)
-        return 1
-    for warning in policy.warnings:
-        print(warning)
-    print(
-        f"ok: {len(policy.tenants)} tenants, {len(policy.catalog.deployments)} deployments, "
-        f"revision {policy.revision}"
-    )
     return 0

@@ -8,9 +8,10 @@ from starlette.requests import Request
 
 from gateway.auth.keys import KeyStore
 from gateway.policy.holder import PolicyHolder
+from gateway.policy.reloader import PolicyReloader
 from gateway.proxy import Proxy
 from gateway.settings import Settings
-from gateway.upstream.base import Upstream
+from gateway.upstream.registry import Upstreams
 
 
 @dataclass
@@ -18,7 +19,8 @@ class Components:
     settings: Settings
     keys: KeyStore
     policy: PolicyHolder
-    upstreams: dict[str, Upstream]
+    reloader: PolicyReloader
+    upstreams: Upstreams
     proxy: Proxy
     ready: bool = False
 

@@ -80,6 +80,12 @@ class AuthenticationFailed(GatewayError):
     code = "invalid_api_key"
 
 
+class PermissionDenied(GatewayError):
+    status = 403
+    type = "permission_error"
+    code = "insufficient_role"
+
+
 class PolicyViolation(GatewayError):
     status = 403
     type = "policy_violation"

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,12 +25,13 @@ from gateway.errors import (
     PolicyViolation,
     UpstreamStatusError,
 )
-from gateway.policy.compile import Route
+from gateway.policy.compile import CompiledPolicy, Route
 from gateway.policy.holder import PolicyHolder
 from gateway.policy.schema import Api, Deployment
 from gateway.routing.load import LoadTracker
 from gateway.routing.select import PriorityLeastLoaded
 from gateway.upstream.base import Upstream, UpstreamStream
+from gateway.upstream.registry import Upstreams
 from gateway.upstream.sse import SSEUsageFilter, Usage, error_event
 
 UPSTREAM_PATHS = {
@@ -59,6 +60,7 @@ class Exchange:
     decision_id: str = field(default_factory=lambda: "dec_" + os.urandom(8).hex())
     model: str | None = None
     stream: bool = False
+    policy: CompiledPolicy | None = None
     route: Route | None = None
     deployment: Deployment | None = None
     attempts: list[Attempt] = field(default_factory=list)
@@ -73,7 +75,7 @@ class Proxy:
     def __init__(
         self,
         policy: PolicyHolder,
-        upstreams: Mapping[str, Upstream],
+        upstreams: Upstreams,
         selector: PriorityLeastLoaded,
         load: LoadTracker,
         max_attempts: int,
@@ -104,6 +106,15 @@ class Proxy:
         exchange.model = model
         exchange.stream = data.get("stream") is True
         compiled = self._policy.current
+        exchange.policy = compiled
+        if not compiled.has_tenant(exchange.principal.tenant):
+            raise PolicyViolation(
+                f"No policy is defined for tenant {exchange.principal.tenant!r}, so nothing is"
+                " allowed",
+                param="model",
+                code="unknown_tenant",
+                details={"decision_id": exchange.decision_id, "policy_revision": compiled.revision},
+            )
         route = compiled.route(exchange.principal.tenant, model, data_class)
         exchange.route = route
         if not route.eligible:
@@ -114,7 +125,10 @@ class Proxy:
     async def forward(self, exchange: Exchange, data: dict[str, Any]) -> Response:
         assert exchange.route is not None
         api = exchange.api
-        eligible = [d for d in exchange.route.eligible if self._supports(d, api)]
+        policy = exchange.policy
+        assert policy is not None
+        backends = policy.policy.catalog.backends
+        eligible = [d for d in exchange.route.eligible if api in backends[d.backend].apis]
         if not eligible:
             raise NotImplementedByUpstream(
                 f"No deployment allowed for {exchange.model!r} supports /v1{UPSTREAM_PATHS[api]}",
@@ -130,18 +144,23 @@ class Proxy:
             data["stream_options"] = options
         last_error: GatewayError | None = None
         for dep in self._selector.order(eligible)[: self._max_attempts]:
-            upstream = self._upstreams[dep.backend]
+            if not self._still_eligible(exchange, dep):
+                exchange.attempts.append(Attempt(dep.id, "ineligible_after_reload", 0.0))
+                continue
             data["model"] = dep.upstream_model
             body = orjson.dumps(data)
             began = time.perf_counter()
-            self._load.start(dep.id)
             try:
+                upstream = self._upstreams.for_backend(
+                    dep.backend, policy.policy.catalog.backends[dep.backend]
+                )
+                # _send and _open_stream count the request as outstanding until they settle
+                self._load.start(dep.id)
                 if exchange.stream:
                     response = await self._open_stream(exchange, dep, upstream, body, strip_usage)
                 else:
                     response = await self._send(exchange, dep, upstream, body)
             except GatewayError as exc:
-                self._load.finish(dep.id)
                 exchange.attempts.append(
                     Attempt(dep.id, _outcome(exc), time.perf_counter() - began)
                 )
@@ -151,11 +170,31 @@ class Proxy:
                 continue
             exchange.attempts.append(Attempt(dep.id, "ok", time.perf_counter() - began))
             return response
-        assert last_error is not None
+        if last_error is None:
+            raise PolicyViolation(
+                f"The policy changed during this request (now {self._policy.current.revision}) "
+                f"and allows none of the deployments of {exchange.model!r} left to try",
+                param="model",
+                code="policy_changed",
+                details={"decision_id": exchange.decision_id},
+            )
         raise last_error
 
-    def _supports(self, dep: Deployment, api: Api) -> bool:
-        return api in self._policy.current.policy.catalog.backends[dep.backend].apis
+    def _still_eligible(self, exchange: Exchange, dep: Deployment) -> bool:
+        """A request keeps the revision it started with, but a reload can only take away:
+        a deployment the policy now in force does not allow is not tried any more."""
+        route = exchange.route
+        assert route is not None
+        now = self._policy.current
+        if now.revision == route.revision:
+            return True
+        if not now.has_tenant(route.tenant):
+            return False
+        try:
+            current = now.route(route.tenant, route.requested, route.data_class)
+        except GatewayError:
+            return False
+        return any(d.id == dep.id for d in current.eligible)
 
     async def _send(
         self, exchange: Exchange, dep: Deployment, upstream: Upstream, body: bytes
@@ -237,8 +276,8 @@ class Proxy:
             await stream.aclose()
 
     def _headers(self, exchange: Exchange, dep: Deployment) -> dict[str, str]:
-        backend = self._policy.current.policy.catalog.backends[dep.backend]
-        assert exchange.route is not None
+        assert exchange.route is not None and exchange.policy is not None
+        backend = exchange.policy.policy.catalog.backends[dep.backend]
         return {
             "x-sovereign-deployment": dep.id,
             "x-sovereign-country": backend.country,

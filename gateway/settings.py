@@ -30,6 +30,9 @@ class Settings(BaseSettings):
     keys_file: Path | None = Field(
         default=None, description="API keys file; defaults to keys.yaml in the policy directory"
     )
+    policy_watch_interval_s: float = Field(
+        default=2.0, ge=0, description="how often to look for changed policy files; 0: never"
+    )
     max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
     connect_timeout_s: float = Field(default=5.0, gt=0)
     first_byte_timeout_s: float = Field(default=120.0, gt=0)

@@ -15,8 +15,8 @@ from pathlib import Path
 import yaml
 from pydantic import ValidationError
 
-from gateway.errors import AuthenticationFailed
-from gateway.policy.schema import ApiKeyEntry, KeysFile
+from gateway.errors import AuthenticationFailed, PermissionDenied
+from gateway.policy.schema import ApiKeyEntry, KeysFile, Role
 
 PREFIX = "sk-sgw-"
 
@@ -27,6 +27,7 @@ class Principal:
 
     tenant: str
     key_id: str
+    role: Role = Role.TENANT
 
 
 class KeysFileError(Exception):
@@ -62,7 +63,15 @@ class KeyStore:
         except (OSError, yaml.YAMLError, ValidationError) as exc:
             raise KeysFileError(f"{path}: {exc}") from exc
 
-    def authenticate(self, authorization: str | None) -> Principal:
+    def authenticate(self, authorization: str | None, *roles: Role) -> Principal:
+        """The caller behind an Authorization header, who must hold one of `roles`."""
+        principal = self._authenticate(authorization)
+        if principal.role not in (roles or (Role.TENANT,)):
+            wanted = " or ".join(r.value for r in roles or (Role.TENANT,))
+            raise PermissionDenied(f"This endpoint needs a key with the {wanted} role")
+        return principal
+
+    def _authenticate(self, authorization: str | None) -> Principal:
         if not authorization:
             raise AuthenticationFailed(
                 "Missing API key: send it as 'Authorization: Bearer sk-sgw-...'"
@@ -76,4 +85,4 @@ class KeyStore:
         expected = entry.sha256 if entry else "0" * 64
         if not hmac.compare_digest(hash_key(key), expected) or entry is None:
             raise AuthenticationFailed("Incorrect API key provided")
-        return Principal(entry.tenant, entry.id)
+        return Principal(entry.tenant or "", entry.id, entry.role)

@@ -1,20 +1,66 @@
-"""The policy in force: loaded from a directory, compiled, swapped whole or not at all."""
+"""The policy in force: loaded from a directory, compiled, swapped whole or not at all.
+
+A request reads `current` once and keeps that compiled policy to its end, so a reload never changes
+the rules under a request in flight (the proxy still stops retrying on deployments a reload took
+away). A reload that fails to load or compile leaves the policy in force untouched and is reported.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
+import logging
+import threading
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from gateway.policy.compile import CompiledPolicy
-from gateway.policy.load import load_policy_dir
+from gateway.policy.load import PolicyLoadError, Problem, load_policy_dir, policy_files
+
+log = logging.getLogger("gateway.policy")
+
+Fingerprint = tuple[tuple[str, int, int], ...]
+
+
+@dataclass(frozen=True)
+class ReloadResult:
+    trigger: str
+    ok: bool
+    revision: str
+    previous: str
+    problems: tuple[Problem, ...] = ()
+    at: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
+
+    @property
+    def changed(self) -> bool:
+        return self.ok and self.revision != self.previous
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            "trigger": self.trigger,
+            "ok": self.ok,
+            "changed": self.changed,
+            "revision": self.revision,
+            "previous_revision": self.previous,
+            "at": self.at.isoformat(),
+            "problems": [str(p) for p in self.problems],
+        }
 
 
 class PolicyHolder:
-    def __init__(self, directory: Path, today: Callable[[], dt.date]) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        today: Callable[[], dt.date],
+        on_reload: Callable[[ReloadResult], None] | None = None,
+    ) -> None:
         self.directory = directory
         self._today = today
+        self._on_reload = on_reload
+        self._lock = threading.Lock()
+        self._fingerprint = fingerprint(directory)
         self._compiled = CompiledPolicy(load_policy_dir(directory), today())
+        self.last_reload: ReloadResult | None = None
 
     @property
     def current(self) -> CompiledPolicy:
@@ -24,8 +70,62 @@ class PolicyHolder:
             compiled = self._compiled = CompiledPolicy(compiled.policy, today)
         return compiled
 
-    def reload(self) -> CompiledPolicy:
+    def changed_on_disk(self) -> bool:
+        return fingerprint(self.directory) != self._fingerprint
+
+    def reload(self, trigger: str) -> ReloadResult:
         """Load and compile the directory; the policy in force changes only if both succeed."""
-        compiled = CompiledPolicy(load_policy_dir(self.directory), self._today())
-        self._compiled = compiled
-        return compiled
+        with self._lock:
+            seen = fingerprint(self.directory)
+            previous = self._compiled.revision
+            try:
+                compiled = CompiledPolicy(load_policy_dir(self.directory), self._today())
+            except PolicyLoadError as exc:
+                result = ReloadResult(trigger, False, previous, previous, exc.problems)
+            else:
+                self._compiled = compiled
+                result = ReloadResult(
+                    trigger, True, compiled.revision, previous, compiled.policy.warnings
+                )
+            self._fingerprint = seen
+            self.last_reload = result
+        _log(result)
+        if self._on_reload is not None:
+            self._on_reload(result)
+        return result
+
+
+def fingerprint(directory: Path) -> Fingerprint:
+    """Names, modification times and sizes of the policy files: cheap to poll."""
+    out: list[tuple[str, int, int]] = []
+    for path in policy_files(directory):
+        try:
+            stat = path.stat()
+        except OSError:
+            continue
+        out.append((str(path), stat.st_mtime_ns, stat.st_size))
+    return tuple(out)
+
+
+def _log(result: ReloadResult) -> None:
+    if result.ok:
+        log.info(
+            "policy reloaded",
+            extra={
+                "event": "policy_reload",
+                "trigger": result.trigger,
+                "revision": result.revision,
+                "previous_revision": result.previous,
+                "changed": result.changed,
+            },
+        )
+    else:
+        log.error(
+            "policy reload failed; the policy in force is kept",
+            extra={
+                "event": "policy_reload_failed",
+                "trigger": result.trigger,
+                "revision": result.revision,
+                "problems": [str(p) for p in result.problems],
+            },
+        )

@@ -59,6 +59,7 @@ class PolicySet:
     catalog: Catalog
     tenants: dict[str, Tenant]
     warnings: tuple[Problem, ...] = field(default=())
+    tenant_files: dict[str, str] = field(default_factory=dict)
 
     def expand(self, places: Iterable[str]) -> frozenset[str]:
         """Countries named directly or through groups (groups are already flattened)."""
@@ -74,6 +75,12 @@ class _Source:
     label: str
     text: str
     node: yaml.Node | None
+
+
+def policy_files(directory: Path) -> list[Path]:
+    """The files that make up a policy directory (those that exist)."""
+    fixed = [p for p in (directory / "groups.yaml", directory / "catalog.yaml") if p.is_file()]
+    return [*fixed, *sorted((directory / "tenants").glob("*.y*ml"))]
 
 
 def load_policy_dir(directory: Path) -> PolicySet:
@@ -116,7 +123,25 @@ def load_policy_dir(directory: Path) -> PolicySet:
         catalog=catalog,
         tenants=tenants,
         warnings=tuple(problems),
+        tenant_files={name: src.label for name, src in tenant_sources.items()},
     )
+
+
+def load_file(root: Path, path: Path, model: type[M]) -> M:
+    """One YAML file validated as `model`; raises `PolicyLoadError` with file, line and field."""
+    problems: list[Problem] = []
+    parsed = _parse(_read(root, path, problems), model, problems)
+    if parsed is None:
+        raise PolicyLoadError(problems)
+    return parsed
+
+
+def locate(root: Path, label: str, loc: Sequence[str], message: str, severity: str) -> Problem:
+    """A problem about an already loaded file, with the line of `loc` looked up again."""
+    src = _read(root, root / label, [])
+    if src is None:
+        return Problem(label, None, ".".join(loc) or "-", message, severity)
+    return _at(src, loc, message, severity)
 
 
 def _read(root: Path, path: Path, problems: list[Problem]) -> _Source | None:

@@ -206,12 +206,28 @@ class Tenant(Strict):
 # ---- API keys --------------------------------------------------------------------------------
 
 
+class Role(StrEnum):
+    TENANT = "tenant"
+    ADMIN = "admin"
+    AUDITOR = "auditor"
+
+
 class ApiKeyEntry(Strict):
     id: Annotated[str, Field(pattern=r"^[a-z0-9]{8,32}$")]
-    tenant: Name
+    role: Role = Field(
+        default=Role.TENANT,
+        description="tenant: the OpenAI API; admin: policy admin API; auditor: audit API",
+    )
+    tenant: Name | None = Field(default=None, description="required for the tenant role")
     sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
     label: str = ""
     disabled: bool = False
+
+    @model_validator(mode="after")
+    def _tenant_role_has_tenant(self) -> ApiKeyEntry:
+        if self.role is Role.TENANT and self.tenant is None:
+            raise ValueError("a key with role tenant needs `tenant`")
+        return self
 
 
 class KeysFile(Strict):

@@ -1,0 +1,71 @@
+"""The policy admin API, for keys with the admin role: state, reload, explain."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from fastapi import APIRouter, Request
+from starlette.responses import Response
+
+from gateway.api.json import json_response
+from gateway.components import components
+from gateway.errors import InvalidRequest
+from gateway.policy.compile import CompiledPolicy
+from gateway.policy.explain import explain_route
+from gateway.policy.schema import Role
+
+router = APIRouter(prefix="/admin")
+
+
+@router.get("/policy")
+async def policy_state(request: Request) -> Response:
+    parts = components(request)
+    parts.keys.authenticate(request.headers.get("authorization"), Role.ADMIN)
+    compiled = parts.policy.current
+    last = parts.policy.last_reload
+    return json_response(
+        {
+            "revision": compiled.revision,
+            "directory": parts.policy.directory.name,
+            "evaluated_on": compiled.compiled_on.isoformat(),
+            "valid_until": compiled.valid_until.isoformat() if compiled.valid_until else None,
+            "tenants": len(compiled.policy.tenants),
+            "deployments": len(compiled.policy.catalog.deployments),
+            "last_reload": last.as_json() if last else None,
+        }
+    )
+
+
+@router.post("/policy/reload")
+async def policy_reload(request: Request) -> Response:
+    parts = components(request)
+    parts.keys.authenticate(request.headers.get("authorization"), Role.ADMIN)
+    result = await parts.reloader.reload("admin_api")
+    if result.ok:
+        return json_response(result.as_json())
+    error = InvalidRequest(
+        f"The policy files do not validate; revision {result.revision} stays in force",
+        code="policy_invalid",
+        details={"problems": [str(p) for p in result.problems], "revision": result.revision},
+    )
+    error.status = 422
+    return json_response(error.envelope(), error.status)
+
+
+@router.get("/policy/explain")
+async def policy_explain(request: Request) -> Response:
+    parts = components(request)
+    parts.keys.authenticate(request.headers.get("authorization"), Role.ADMIN)
+    query = request.query_params
+    tenant, model = query.get("tenant"), query.get("model")
+    if not tenant or not model:
+        raise InvalidRequest("`tenant` and `model` query parameters are required", param="tenant")
+    compiled = parts.policy.current
+    at = query.get("at")
+    if at:
+        try:
+            day = dt.date.fromisoformat(at)
+        except ValueError as exc:
+            raise InvalidRequest(f"`at` must be a date (YYYY-MM-DD): {at!r}", param="at") from exc
+        compiled = CompiledPolicy(compiled.policy, day)
+    return json_response(explain_route(compiled, tenant, model, query.get("data_class")))

@@ -1,0 +1,109 @@
+"""Warnings about a policy that loads but probably does not say what its author meant.
+
+- an entry of a tenant's allowed models (a name, or a pattern of which no match) or an alias that
+  no deployment can serve under the tenant's rules;
+- names that refer to nothing: model patterns matching no model, alias targets that are not
+  models or not allowed, API keys of tenants that do not exist;
+- attestations that expire within `EXPIRY_WARNING_DAYS` days, or have expired.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import fnmatch
+from pathlib import Path
+
+import yaml
+from pydantic import ValidationError
+
+from gateway.policy.compile import CompiledPolicy
+from gateway.policy.load import Problem, locate
+from gateway.policy.schema import KeysFile
+
+EXPIRY_WARNING_DAYS = 30
+
+
+def lint(directory: Path, compiled: CompiledPolicy, keys_file: Path | None = None) -> list[Problem]:
+    policy = compiled.policy
+    problems: list[Problem] = []
+
+    def warn(label: str, loc: tuple[str, ...], message: str) -> None:
+        problems.append(locate(directory, label, loc, message, "warning"))
+
+    models = policy.catalog.models
+    for name, tenant in sorted(policy.tenants.items()):
+        label = policy.tenant_files.get(name, f"tenants/{name}.yaml")
+        for i, pattern in enumerate(tenant.models):
+            if not any(fnmatch.fnmatchcase(m, pattern) for m in models):
+                warn(label, ("models", str(i)), f"{pattern!r} matches no model in the catalog")
+        for alias, targets in tenant.aliases.items():
+            if alias in models:
+                warn(label, ("aliases", alias), f"alias {alias!r} hides the model of that name")
+            for i, target in enumerate(targets):
+                if target not in models:
+                    warn(label, ("aliases", alias, str(i)), f"unknown model {target!r}")
+                elif not any(fnmatch.fnmatchcase(target, p) for p in tenant.models):
+                    warn(
+                        label,
+                        ("aliases", alias, str(i)),
+                        f"{target!r} is not in this tenant's allowed models, so the alias skips it",
+                    )
+        reachable = set(compiled.models_for(name))
+        for i, pattern in enumerate(tenant.models):
+            matched = [m for m in models if fnmatch.fnmatchcase(m, pattern)]
+            if matched and not reachable.intersection(matched):
+                what = pattern if pattern in models else f"{pattern!r} ({len(matched)} models)"
+                warn(
+                    label,
+                    ("models", str(i)),
+                    f"{what} is allowed but no deployment passes this tenant's rules"
+                    f" (see `policy explain --tenant {name} --model {matched[0]}`)",
+                )
+        for alias in tenant.aliases:
+            if alias not in reachable:
+                warn(label, ("aliases", alias), f"alias {alias} reaches no eligible deployment")
+    problems.extend(_expiring(directory, compiled))
+    if keys_file is not None and keys_file.is_file():
+        problems.extend(_keys(directory, keys_file, compiled))
+    return problems
+
+
+def _expiring(directory: Path, compiled: CompiledPolicy) -> list[Problem]:
+    today = compiled.compiled_on
+    soon = today + dt.timedelta(days=EXPIRY_WARNING_DAYS)
+    out: list[Problem] = []
+    for name, backend in compiled.policy.catalog.backends.items():
+        for i, att in enumerate(backend.attestations):
+            loc = ("backends", name, "attestations", str(i), "expires")
+            if att.expires <= today:
+                message = f"{att.kind} of {name} expired on {att.expires}; it counts as absent"
+            elif att.expires <= soon:
+                days = (att.expires - today).days
+                message = f"{att.kind} of {name} expires on {att.expires}, in {days} days"
+            else:
+                continue
+            out.append(locate(directory, "catalog.yaml", loc, message, "warning"))
+    return out
+
+
+def _keys(directory: Path, keys_file: Path, compiled: CompiledPolicy) -> list[Problem]:
+    label = (
+        str(keys_file.relative_to(directory))
+        if keys_file.is_relative_to(directory)
+        else str(keys_file)
+    )
+    try:
+        keys = KeysFile.model_validate(yaml.safe_load(keys_file.read_text(encoding="utf-8"))).keys
+    except (OSError, yaml.YAMLError, ValidationError) as exc:
+        return [Problem(label, None, "-", f"cannot read the keys file: {exc}", "error")]
+    return [
+        locate(
+            keys_file.parent,
+            keys_file.name,
+            ("keys", str(i), "tenant"),
+            f"key {entry.id} belongs to tenant {entry.tenant!r}, which has no policy",
+            "warning",
+        )
+        for i, entry in enumerate(keys)
+        if entry.tenant is not None and not compiled.has_tenant(entry.tenant)
+    ]

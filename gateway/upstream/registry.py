@@ -1,0 +1,45 @@
+"""One upstream client per configured backend, made on first use from the catalog in force.
+
+Keyed by backend name, kind and URL, so a reload that adds a backend or moves one to a new URL
+gets a new client, and a request pinned to an older revision keeps reaching the URL that revision
+named. Only URLs from the catalog are ever reached: clients cannot name an upstream.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from gateway.errors import NotImplementedByUpstream
+from gateway.policy.schema import Backend, BackendKind
+from gateway.upstream.base import Upstream
+from gateway.upstream.openai_compatible import OpenAICompatibleUpstream, Timeouts
+
+UpstreamFactory = Callable[[str, Backend], Upstream]
+
+
+class Upstreams:
+    def __init__(self, timeouts: Timeouts, pool_size: int) -> None:
+        self._timeouts = timeouts
+        self._pool_size = pool_size
+        self._clients: dict[tuple[str, str, str], Upstream] = {}
+
+    def for_backend(self, name: str, backend: Backend) -> Upstream:
+        key = (name, backend.kind.value, str(backend.base_url))
+        client = self._clients.get(key)
+        if client is None:
+            client = self._clients[key] = self._make(name, backend)
+        return client
+
+    def _make(self, name: str, backend: Backend) -> Upstream:
+        if backend.kind in (BackendKind.VLLM, BackendKind.OPENAI_COMPATIBLE):
+            return OpenAICompatibleUpstream(
+                name, str(backend.base_url), self._timeouts, self._pool_size
+            )
+        raise NotImplementedByUpstream(
+            f"backend {name} is of kind {backend.kind.value}, which this gateway cannot reach yet"
+        )
+
+    async def aclose(self) -> None:
+        clients, self._clients = list(self._clients.values()), {}
+        for client in clients:
+            await client.aclose()
