@@ -96,12 +96,15 @@ class PolicyDir:
     def add_tenant(self, tenant: dict[str, Any]) -> None:
         (self.path / "tenants" / f"{tenant['tenant']}.yaml").write_text(yaml.safe_dump(tenant))
 
-    def add_key(self, key_id: str, tenant: str) -> str:
+    def add_key(self, key_id: str, tenant: str | None, role: str = "tenant") -> str:
         from gateway.auth.keys import PREFIX, hash_key
 
         key = f"{PREFIX}{key_id}-test-secret-{key_id}"
         data = yaml.safe_load((self.path / "keys.yaml").read_text())
-        data["keys"].append({"id": key_id, "tenant": tenant, "sha256": hash_key(key)})
+        entry = {"id": key_id, "role": role, "sha256": hash_key(key)}
+        if tenant is not None:
+            entry["tenant"] = tenant
+        data["keys"].append(entry)
         (self.path / "keys.yaml").write_text(yaml.safe_dump(data))
         return key
 

@@ -31,3 +31,17 @@ def test_bench_quick_run_reports_every_target() -> None:
     ]
     for row in rows:
         assert float(row.split("|")[4].replace(",", "")) > 0
+
+
+def test_policy_scale_quick_run() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "bench.policy_scale", "--tenants", "50", "--deployments", "40"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    row = out.stdout.strip().splitlines()[-1].split("|")
+    assert row[1].strip() == "50" and row[2].strip() == "40"
+    assert float(row[8]) > 0  # lookup µs

@@ -32,6 +32,7 @@ async def policy_state(request: Request) -> Response:
             "tenants": len(compiled.policy.tenants),
             "deployments": len(compiled.policy.catalog.deployments),
             "last_reload": last.as_json() if last else None,
+            "reloads": dict(parts.policy.reloads),
         }
     )
 

@@ -25,6 +25,7 @@ from gateway.policy.load import PolicySet
 from gateway.policy.schema import AttestationKind, Deployment, Rules, Tenant
 
 DATA_CLASS_PREFIX = "data_class[{}]."
+ROUTE_CACHE_SIZE = 65_536
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,7 +66,10 @@ class CompiledPolicy:
         for bit, dep in enumerate(ordered):
             self._by_model[dep.model] = (*self._by_model.get(dep.model, ()), (bit, dep))
         self._rule_masks: dict[str, int] = {}
+        self._pattern_matches: dict[str, frozenset[str]] = {}
+        self._allowed_sets: dict[tuple[str, ...], frozenset[str]] = {}
         self._tenants = {name: self._compile_tenant(t) for name, t in policy.tenants.items()}
+        self._routes: dict[tuple[str, str, str | None], Route] = {}
 
     # ---- lookups (the request path) ----------------------------------------------------------
 
@@ -76,11 +80,18 @@ class CompiledPolicy:
         return tenant in self._tenants
 
     def route(self, tenant: str, requested: str, data_class: str | None) -> Route:
-        """The route for a request; raises for unknown models and unknown data classes."""
+        """The route for a request; raises for unknown models and unknown data classes.
+
+        Routes asked for are kept (up to `ROUTE_CACHE_SIZE`, then the cache starts over), so
+        the usual request costs one dict lookup."""
+        key = (tenant, requested, data_class)
+        found = self._routes.get(key)
+        if found is not None:
+            return found
         table = self._tenants[tenant]
         data_class = self._data_class(table, data_class)
         models = self._models_of(table, requested)
-        return Route(
+        route = Route(
             tenant=tenant,
             requested=requested,
             models=models,
@@ -89,6 +100,10 @@ class CompiledPolicy:
             eligible=self._eligible(table, models, table.masks[data_class]),
             compiled=self,
         )
+        if len(self._routes) >= ROUTE_CACHE_SIZE:
+            self._routes.clear()
+        self._routes[key] = route
+        return route
 
     def models_for(self, tenant: str) -> list[str]:
         """Public names (models and aliases) this tenant can reach under its default class."""
@@ -171,16 +186,31 @@ class CompiledPolicy:
     # ---- compilation -------------------------------------------------------------------------
 
     def _compile_tenant(self, tenant: Tenant) -> _TenantTable:
-        allowed = frozenset(
-            m
-            for m in self.policy.catalog.models
-            if any(fnmatch.fnmatchcase(m, pattern) for pattern in tenant.models)
-        )
+        allowed = self._allowed(tuple(tenant.models))
         base = self._rules_mask(tenant.rules)
         masks: dict[str | None, int] = {None: base}
         for name, data_class in tenant.data_classes.items():
             masks[name] = base & self._rules_mask(data_class.rules)
         return _TenantTable(tenant, allowed, masks)
+
+    def _allowed(self, patterns: tuple[str, ...]) -> frozenset[str]:
+        """Models matched by an allow-list; shared by every tenant with the same list."""
+        found = self._allowed_sets.get(patterns)
+        if found is None:
+            found = frozenset().union(*(self._matches(p) for p in patterns))
+            self._allowed_sets[patterns] = found
+        return found
+
+    def _matches(self, pattern: str) -> frozenset[str]:
+        found = self._pattern_matches.get(pattern)
+        if found is None:
+            models = self.policy.catalog.models
+            if not any(c in pattern for c in "*?["):
+                found = frozenset((pattern,)) if pattern in models else frozenset()
+            else:
+                found = frozenset(m for m in models if fnmatch.fnmatchcase(m, pattern))
+            self._pattern_matches[pattern] = found
+        return found
 
     def _rules_mask(self, rules: Rules) -> int:
         mask = self._all

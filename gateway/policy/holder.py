@@ -61,6 +61,7 @@ class PolicyHolder:
         self._fingerprint = fingerprint(directory)
         self._compiled = CompiledPolicy(load_policy_dir(directory), today())
         self.last_reload: ReloadResult | None = None
+        self.reloads = {"ok": 0, "failed": 0}
 
     @property
     def current(self) -> CompiledPolicy:
@@ -89,6 +90,7 @@ class PolicyHolder:
                 )
             self._fingerprint = seen
             self.last_reload = result
+            self.reloads["ok" if result.ok else "failed"] += 1
         _log(result)
         if self._on_reload is not None:
             self._on_reload(result)

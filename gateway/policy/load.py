@@ -69,12 +69,24 @@ class PolicySet:
         return frozenset(out)
 
 
+FAST_LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 @dataclass
 class _Source:
+    """One file's text and data; its YAML nodes (for line numbers) are built only when needed."""
+
     path: Path
     label: str
     text: str
-    node: yaml.Node | None
+    data: Any
+    _node: yaml.Node | None = None
+
+    @property
+    def node(self) -> yaml.Node | None:
+        if self._node is None:
+            self._node = yaml.compose(self.text, Loader=yaml.SafeLoader)
+        return self._node
 
 
 def policy_files(directory: Path) -> list[Path]:
@@ -155,19 +167,19 @@ def _read(root: Path, path: Path, problems: list[Problem]) -> _Source | None:
         problems.append(Problem(label, None, "-", f"cannot read: {exc}"))
         return None
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.load(text, Loader=FAST_LOADER)  # noqa: S506 - a safe loader
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark is not None else None
         problems.append(Problem(label, line, "-", f"invalid YAML: {getattr(exc, 'problem', exc)}"))
         return None
-    return _Source(path, label, text, node)
+    return _Source(path, label, text, data)
 
 
 def _parse(src: _Source | None, model: type[M], problems: list[Problem]) -> M | None:
     if src is None:
         return None
-    data = yaml.safe_load(src.text)
+    data = src.data
     try:
         return model.model_validate(data if data is not None else {})
     except ValidationError as exc:
