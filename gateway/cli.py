@@ -56,7 +56,8 @@ def _parser() -> argparse.ArgumentParser:
 
     keys = sub.add_parser("keys", help="API keys").add_subparsers(title="keys commands")
     new = keys.add_parser("new", help="create a key; prints the key once and its keys.yaml entry")
-    new.add_argument("--tenant", required=True)
+    new.add_argument("--tenant", help="required for the tenant role")
+    new.add_argument("--role", choices=["tenant", "admin", "auditor"], default="tenant")
     new.add_argument("--label", default="")
     new.set_defaults(func=_keys_new)
 
@@ -145,9 +146,13 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _keys_new(args: argparse.Namespace) -> int:
+    if args.role == "tenant" and not args.tenant:
+        print("error: a tenant key needs --tenant", file=sys.stderr)
+        return 2
     key_id, key = new_key()
     print(f"API key (shown once, store it now): {key}")
     print("Add this entry under `keys:` in the keys file:")
+    owner = f"tenant: {args.tenant}" if args.role == "tenant" else f"role: {args.role}"
     label = f", label: {args.label}" if args.label else ""
-    print(f"  - {{id: {key_id}, tenant: {args.tenant}{label}, sha256: {hash_key(key)}}}")
+    print(f"  - {{id: {key_id}, {owner}{label}, sha256: {hash_key(key)}}}")
     return 0
