@@ -18,6 +18,7 @@ from starlette.responses import Response
 from gateway.api import admin, health, openai
 from gateway.api.json import json_response
 from gateway.asgi.request_id import RequestIdMiddleware
+from gateway.audit.setup import build_audit
 from gateway.auth.keys import KeyStore, Principal
 from gateway.components import Components
 from gateway.errors import GatewayError, InvalidRequest, NotFound
@@ -55,11 +56,18 @@ def build_components(settings: Settings) -> Components:
             limiter.check(principal.tenant, per_minute, time.monotonic())
 
     load = LoadTracker()
+    audit = build_audit(settings)
     proxy = Proxy(
-        policy, upstreams, PriorityLeastLoaded(load), load, settings.max_attempts, check_limits
+        policy,
+        upstreams,
+        PriorityLeastLoaded(load),
+        load,
+        settings.max_attempts,
+        check_limits,
+        audit,
     )
     reloader = PolicyReloader(policy, settings.policy_watch_interval_s)
-    return Components(settings, keys, policy, reloader, upstreams, proxy)
+    return Components(settings, keys, policy, reloader, upstreams, proxy, audit)
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -67,6 +75,8 @@ def create_app(settings: Settings) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if parts.audit.writer is not None:
+            await parts.audit.writer.start()
         parts.reloader.start()
         parts.ready = True
         try:
@@ -74,6 +84,9 @@ def create_app(settings: Settings) -> FastAPI:
         finally:
             parts.ready = False
             await parts.reloader.stop()
+            await parts.audit.drain()
+            if parts.audit.writer is not None:
+                await parts.audit.writer.stop()
             await parts.upstreams.aclose()
 
     app = FastAPI(

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from gateway.auth.keys import hash_key, new_key
+from gateway.cli_audit import add_audit_commands
 from gateway.cli_policy import add_policy_commands
 from gateway.policy.load import load_policy_dir
 from gateway.settings import load_settings
@@ -62,6 +63,7 @@ def _parser() -> argparse.ArgumentParser:
     new.set_defaults(func=_keys_new)
 
     add_policy_commands(sub)
+    add_audit_commands(sub)
     return parser
 
 

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from starlette.requests import Request
 
+from gateway.audit.log import AuditLog
 from gateway.auth.keys import KeyStore
 from gateway.policy.holder import PolicyHolder
 from gateway.policy.reloader import PolicyReloader
@@ -22,6 +23,7 @@ class Components:
     reloader: PolicyReloader
     upstreams: Upstreams
     proxy: Proxy
+    audit: AuditLog
     ready: bool = False
 
 

@@ -169,3 +169,7 @@ class NotImplementedByUpstream(GatewayError):
     status = 501
     type = "invalid_request_error"
     code = "not_implemented"
+
+
+class AuditUnavailable(ServiceUnavailable):
+    code = "audit_unavailable"

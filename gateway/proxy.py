@@ -15,6 +15,7 @@ from typing import Any
 import orjson
 from starlette.responses import Response, StreamingResponse
 
+from gateway.audit.log import AuditLog
 from gateway.auth.keys import Principal
 from gateway.errors import (
     GatewayError,
@@ -40,6 +41,7 @@ UPSTREAM_PATHS = {
     Api.EMBEDDINGS: "/embeddings",
     Api.RESPONSES: "/responses",
 }
+CLIENT_CLOSED = 499  # the client went away before the answer was complete (nginx's convention)
 SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
 
 
@@ -67,6 +69,9 @@ class Exchange:
     usage: Usage | None = None
     status: int = 0
     started: float = field(default_factory=time.perf_counter)
+    started_wall: float = field(default_factory=time.time)
+    request_body: bytes = b""
+    response_body: bytes | bytearray = b""
     first_byte_s: float | None = None
     error: GatewayError | None = None
 
@@ -80,6 +85,7 @@ class Proxy:
         load: LoadTracker,
         max_attempts: int,
         check_limits: Callable[[Principal, Route], None],
+        audit: AuditLog,
     ) -> None:
         self._policy = policy
         self._upstreams = upstreams
@@ -87,6 +93,7 @@ class Proxy:
         self._load = load
         self._max_attempts = max_attempts
         self._check_limits = check_limits
+        self._audit = audit
 
     def plan(self, exchange: Exchange, body: bytes, data_class: str | None) -> dict[str, Any]:
         """Parse the few fields needed, decide under policy, and return the parsed body."""
@@ -120,6 +127,7 @@ class Proxy:
         if not route.eligible:
             raise _refusal(route, exchange.decision_id)
         self._check_limits(exchange.principal, route)
+        self._audit.require()
         return data
 
     async def forward(self, exchange: Exchange, data: dict[str, Any]) -> Response:
@@ -207,6 +215,7 @@ class Proxy:
         exchange.status = reply.status
         exchange.first_byte_s = time.perf_counter() - exchange.started
         exchange.usage = _usage_of(reply.body)
+        exchange.response_body = reply.body
         return Response(
             reply.body,
             reply.status,
@@ -255,25 +264,54 @@ class Proxy:
         strip_usage: bool,
     ) -> AsyncIterator[bytes]:
         sse = SSEUsageFilter(strip_usage)
+        keep = self._audit.wants_content(exchange)
+        content = bytearray()
+        exchange.response_body = content
+        recorded = False
+        tail = b""
+
+        def take(events: bytes) -> bytes:
+            nonlocal tail
+            out, done = _split_done(events)
+            tail += done
+            if keep:
+                content.extend(out)
+            return out
+
         try:
-            out = sse.feed(first)
+            out = take(sse.feed(first))
             if out:
                 yield out
             async for chunk in chunks:
-                out = sse.feed(chunk)
+                out = take(sse.feed(chunk))
                 if out:
                     yield out
-            rest = sse.flush()
-            if rest:
-                yield rest
+            out = take(sse.flush())
+            if out:
+                yield out
+            exchange.usage = sse.usage
+            try:
+                await self._audit.record(exchange)
+            except GatewayError as exc:
+                exchange.error = exc
+                yield error_event(exc.envelope())
+                recorded = True
+                return
+            recorded = True
+            if tail:
+                yield tail
         except GatewayError as exc:
             exchange.error = exc
             exchange.status = exc.status
             yield error_event(exc.envelope())
         finally:
+            if not recorded and exchange.error is None:
+                exchange.status = CLIENT_CLOSED
             exchange.usage = sse.usage
             self._load.finish(dep.id)
             await stream.aclose()
+            if not recorded:
+                self._audit.record_later(exchange)
 
     def _headers(self, exchange: Exchange, dep: Deployment) -> dict[str, str]:
         assert exchange.route is not None and exchange.policy is not None
@@ -284,6 +322,14 @@ class Proxy:
             "x-sovereign-decision-id": exchange.decision_id,
             "x-sovereign-policy-revision": exchange.route.revision,
         }
+
+
+def _split_done(events: bytes) -> tuple[bytes, bytes]:
+    """Hold back the final `data: [DONE]` so it is sent only once the audit record is in."""
+    for done in (b"data: [DONE]\n\n", b"data: [DONE]\r\n\r\n"):
+        if events.endswith(done):
+            return events[: -len(done)], done
+    return events, b""
 
 
 def _usage_of(body: bytes) -> Usage | None:

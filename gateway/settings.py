@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -40,7 +40,24 @@ class Settings(BaseSettings):
     request_deadline_s: float = Field(default=600.0, gt=0)
     max_attempts: int = Field(default=3, ge=1)
     pool_size_per_backend: int = Field(default=256, ge=1)
-    audit_path: Path = Path("var/audit.sqlite3")
+    audit_enabled: bool = Field(default=True, description="off only for benchmarks")
+    audit_store: str = Field(
+        default="sqlite:var/audit.sqlite3",
+        description="sqlite:PATH, or a postgresql:// DSN for production",
+    )
+    audit_log_id: str | None = Field(
+        default=None, description="this replica's log; defaults to <hostname>-<port>"
+    )
+    audit_signing_key_file: Path = Field(
+        default=Path("var/audit-signing-key.pem"),
+        description="Ed25519 private key (PEM); created with mode 0600 when missing",
+    )
+    audit_signing_key: SecretStr | None = Field(
+        default=None, description="the PEM itself, e.g. from a secret; wins over the file"
+    )
+    audit_batch_max: int = Field(default=512, ge=1)
+    audit_checkpoint_every: int = Field(default=1000, ge=1)
+    audit_checkpoint_interval_s: float = Field(default=10.0, gt=0)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["json", "text"] = "json"
     access_log: bool = True

@@ -136,6 +136,8 @@ def run_simulators(policy_dir: Path, log: Path) -> Iterator[subprocess.Popen[byt
 @contextlib.contextmanager
 def run_gateway(policy_dir: Path, log: Path, **settings: Any) -> Iterator[Gateway]:
     port = free_port()
+    settings.setdefault("audit_store", f"sqlite:{log.with_suffix('.audit.sqlite3')}")
+    settings.setdefault("audit_signing_key_file", log.with_suffix(".signing-key.pem"))
     env = {f"SGW_{k.upper()}": str(v) for k, v in settings.items()}
     cmd = [
         sys.executable,

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
+from starlette.responses import StreamingResponse
 
 from gateway.api.json import json_response
 from gateway.auth.keys import Principal
 from gateway.components import Components, components
-from gateway.errors import ModelNotFound, RequestTooLarge
+from gateway.errors import GatewayError, ModelNotFound, RequestTooLarge
 from gateway.policy.schema import Api
 from gateway.proxy import Exchange
 
@@ -38,10 +39,21 @@ def _principal(parts: Components, request: Request) -> Principal:
 async def _proxy(request: Request, api: Api) -> Response:
     parts = components(request)
     principal = _principal(parts, request)
-    body = await _read_body(request, parts.settings.max_body_bytes)
     exchange = Exchange(request.state.request_id, principal, api)
-    data = parts.proxy.plan(exchange, body, request.headers.get(DATA_CLASS_HEADER))
-    return await parts.proxy.forward(exchange, data)
+    try:
+        body = await _read_body(request, parts.settings.max_body_bytes)
+        exchange.request_body = body
+        data = parts.proxy.plan(exchange, body, request.headers.get(DATA_CLASS_HEADER))
+        response = await parts.proxy.forward(exchange, data)
+    except GatewayError as exc:
+        # refusals and failures are audited too; the error is sent once its record is in
+        exchange.error = exc
+        exchange.status = exc.status
+        await parts.audit.record(exchange)
+        raise
+    if not isinstance(response, StreamingResponse):
+        await parts.audit.record(exchange)  # a stream records itself before its last event
+    return response
 
 
 @router.post("/chat/completions")

@@ -1,0 +1,88 @@
+"""What the request path sees of the audit log: `require` before forwarding, `record` after.
+
+Strict mode is the only mode: when the store cannot take records, `require` refuses the request
+with 503 before anything is forwarded, and a request whose record could not be committed gets a
+503 instead of its answer. `None` as the writer turns the audit log off (benchmarks only).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import TYPE_CHECKING
+
+from gateway.audit.record import build_record, content_mode
+from gateway.audit.store import StoreUnavailable
+from gateway.audit.writer import AuditWriteFailed, AuditWriter
+from gateway.errors import AuditUnavailable
+from gateway.policy.schema import AuditContent
+
+if TYPE_CHECKING:
+    from gateway.proxy import Exchange
+
+log = logging.getLogger("gateway.audit")
+
+
+class AuditLog:
+    def __init__(self, writer: AuditWriter | None) -> None:
+        self.writer = writer
+        self._content_keys: dict[str, bytes] = {}
+        self._background: set[asyncio.Task[None]] = set()
+
+    @property
+    def enabled(self) -> bool:
+        return self.writer is not None
+
+    def require(self) -> None:
+        if self.writer is not None and not self.writer.accepting:
+            raise AuditUnavailable(
+                "The audit log cannot take records, so no request is forwarded; try again later",
+                headers={"retry-after": "5"},
+            )
+
+    def wants_content(self, exchange: Exchange) -> bool:
+        return self.writer is not None and content_mode(exchange) is not AuditContent.NONE
+
+    async def record(self, exchange: Exchange) -> None:
+        """Commit the record of `exchange`; raises `AuditUnavailable` when it cannot."""
+        if self.writer is None:
+            return
+        try:
+            key = await self._content_key(exchange)
+            await self.writer.append(build_record(exchange, time.perf_counter(), key))
+        except (AuditWriteFailed, StoreUnavailable) as exc:
+            raise AuditUnavailable(
+                "The audit log could not record this request, so its answer is withheld",
+                headers={"retry-after": "5"},
+            ) from exc
+
+    def record_later(self, exchange: Exchange) -> None:
+        """For requests whose client has gone: record without anyone waiting."""
+        if self.writer is None:
+            return
+        task = asyncio.get_running_loop().create_task(self._record_quietly(exchange))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def drain(self) -> None:
+        if self._background:
+            await asyncio.gather(*self._background, return_exceptions=True)
+
+    async def _record_quietly(self, exchange: Exchange) -> None:
+        try:
+            await self.record(exchange)
+        except AuditUnavailable:
+            log.error(
+                "audit record lost for a request whose client had gone",
+                extra={"event": "audit_record_lost", "request_id": exchange.request_id},
+            )
+
+    async def _content_key(self, exchange: Exchange) -> bytes | None:
+        if content_mode(exchange) is not AuditContent.HASH or self.writer is None:
+            return None
+        tenant = exchange.principal.tenant
+        key = self._content_keys.get(tenant)
+        if key is None:
+            key = self._content_keys[tenant] = await self.writer.store.content_key(tenant)
+        return key

@@ -1,0 +1,145 @@
+"""The audit record of one request, refused ones included, built from the proxy's `Exchange`.
+
+Never the API key (only its id), never content unless the tenant's audit mode says so:
+`none` (default), `hash` (HMAC-SHA-256 under a per-tenant key kept in the store, so destroying
+the key later makes the hashes unlinkable), or `full`. Integers and strings only, so the canonical
+JSON, and therefore the leaf hash, is defined (`canonical.py`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+from typing import TYPE_CHECKING, Any
+
+from gateway.errors import PolicyViolation
+from gateway.policy.schema import AuditContent
+
+if TYPE_CHECKING:
+    from gateway.proxy import Exchange
+
+FORMAT_VERSION = 1
+
+
+def rfc3339(timestamp: float) -> str:
+    return (
+        dt.datetime.fromtimestamp(timestamp, dt.UTC)
+        .isoformat(timespec="microseconds")
+        .replace("+00:00", "Z")
+    )
+
+
+def content_mode(exchange: Exchange) -> AuditContent:
+    route = exchange.route
+    if route is None:
+        return AuditContent.NONE
+    tenant = route.compiled.policy.tenants.get(route.tenant)
+    return tenant.audit.content if tenant else AuditContent.NONE
+
+
+def build_record(exchange: Exchange, finished: float, content_key: bytes | None) -> dict[str, Any]:
+    route = exchange.route
+    error = exchange.error
+    record: dict[str, Any] = {
+        "v": FORMAT_VERSION,
+        "time": rfc3339(exchange.started_wall),
+        "request_id": exchange.request_id,
+        "decision_id": exchange.decision_id,
+        "tenant": exchange.principal.tenant,
+        "key_id": exchange.principal.key_id,
+        "api": exchange.api.value,
+        "requested_model": exchange.model,
+        "stream": exchange.stream,
+        "status": exchange.status,
+        "duration_us": round((finished - exchange.started) * 1e6),
+        "first_byte_us": (
+            round(exchange.first_byte_s * 1e6) if exchange.first_byte_s is not None else None
+        ),
+        "attempts": [
+            {
+                "deployment": a.deployment,
+                "outcome": a.outcome,
+                "duration_us": round(a.duration_s * 1e6),
+            }
+            for a in exchange.attempts
+        ],
+        "usage": (
+            {
+                "prompt_tokens": exchange.usage.prompt_tokens,
+                "completion_tokens": exchange.usage.completion_tokens,
+            }
+            if exchange.usage
+            else None
+        ),
+        "policy_revision": route.revision if route else None,
+        "models": list(route.models) if route else None,
+        "data_class": route.data_class if route else None,
+        "decision": _decision(exchange),
+        "refusal": _refusal(exchange),
+        "deployment": _deployment(exchange),
+        "error": {"type": error.type, "code": error.code} if error else None,
+    }
+    mode = content_mode(exchange)
+    if mode is not AuditContent.NONE:
+        record["content"] = _content(exchange, mode, content_key)
+    return record
+
+
+def _decision(exchange: Exchange) -> str:
+    if exchange.route is None:
+        return "error"
+    if not exchange.route.eligible or isinstance(exchange.error, PolicyViolation):
+        return "refused"
+    return "allowed"
+
+
+def _refusal(exchange: Exchange) -> dict[str, Any] | None:
+    route = exchange.route
+    if route is None or route.eligible:
+        return None
+    return {
+        "candidates": [
+            {
+                "deployment": c.deployment.id,
+                "failed_rules": [r.rule for r in c.failures()],
+            }
+            for c in route.candidates
+        ]
+    }
+
+
+def _deployment(exchange: Exchange) -> dict[str, Any] | None:
+    dep, route = exchange.deployment, exchange.route
+    if dep is None or route is None:
+        return None
+    catalog = route.compiled.policy.catalog
+    backend = catalog.backends[dep.backend]
+    model = catalog.models[dep.model]
+    return {
+        "id": dep.id,
+        "backend": dep.backend,
+        "model": dep.model,
+        "upstream_model": dep.upstream_model,
+        "inference_country": backend.country,
+        "operator": backend.operator.name,
+        "operator_control_chain": list(backend.operator.control_chain()),
+        "weights_origin": model.developer_country,
+        "self_hosted": backend.self_hosted,
+    }
+
+
+def _content(exchange: Exchange, mode: AuditContent, key: bytes | None) -> dict[str, Any]:
+    request, response = exchange.request_body, bytes(exchange.response_body)
+    if mode is AuditContent.FULL:
+        return {
+            "mode": "full",
+            "request": request.decode("utf-8", "replace"),
+            "response": response.decode("utf-8", "replace"),
+        }
+    assert key is not None
+    return {
+        "mode": "hash",
+        "request_hmac": hmac.new(key, request, hashlib.sha256).hexdigest(),
+        "response_hmac": hmac.new(key, response, hashlib.sha256).hexdigest(),
+    }

@@ -1,0 +1,175 @@
+"""The production audit store: PostgreSQL through asyncpg, one transaction per batch."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+import asyncpg
+import orjson
+
+from gateway.audit.merkle import Frontier
+from gateway.audit.signing import Checkpoint
+from gateway.audit.store import Query, StoredRecord, StoreUnavailable
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS audit_records (
+    log_id TEXT NOT NULL,
+    seq BIGINT NOT NULL,
+    time TEXT NOT NULL,
+    tenant TEXT,
+    leaf BYTEA NOT NULL,
+    body BYTEA NOT NULL,
+    PRIMARY KEY (log_id, seq)
+);
+CREATE INDEX IF NOT EXISTS audit_records_tenant_time ON audit_records (tenant, time);
+CREATE INDEX IF NOT EXISTS audit_records_time ON audit_records (time);
+CREATE TABLE IF NOT EXISTS audit_checkpoints (
+    log_id TEXT NOT NULL,
+    size BIGINT NOT NULL,
+    time TEXT NOT NULL,
+    body BYTEA NOT NULL,
+    PRIMARY KEY (log_id, size, time)
+);
+CREATE TABLE IF NOT EXISTS audit_bases (
+    log_id TEXT PRIMARY KEY,
+    frontier BYTEA NOT NULL
+);
+CREATE TABLE IF NOT EXISTS audit_content_keys (
+    tenant TEXT PRIMARY KEY,
+    key BYTEA NOT NULL
+);
+"""
+
+ERRORS = (asyncpg.PostgresError, OSError, asyncpg.InterfaceError, TimeoutError)
+
+
+class PostgresStore:
+    def __init__(self, dsn: str) -> None:
+        self.dsn = dsn
+        self._pool: Any = None
+
+    async def _pool_or_fail(self) -> Any:
+        if self._pool is None:
+            try:
+                self._pool = await asyncpg.create_pool(
+                    self.dsn, min_size=1, max_size=4, command_timeout=10
+                )
+            except ERRORS as exc:
+                raise StoreUnavailable(f"PostgreSQL audit store: {exc}") from exc
+        return self._pool
+
+    async def _call(self, method: str, sql: str, *args: Any) -> Any:
+        pool = await self._pool_or_fail()
+        try:
+            return await getattr(pool, method)(sql, *args)
+        except ERRORS as exc:
+            raise StoreUnavailable(f"PostgreSQL audit store: {exc}") from exc
+
+    async def open(self) -> None:
+        await self._call("execute", SCHEMA)
+
+    async def append_batch(self, records: list[StoredRecord]) -> None:
+        pool = await self._pool_or_fail()
+        rows = [(r.log_id, r.seq, r.time, r.tenant, r.leaf, r.body) for r in records]
+        try:
+            async with pool.acquire() as conn, conn.transaction():
+                await conn.copy_records_to_table(
+                    "audit_records",
+                    records=rows,
+                    columns=["log_id", "seq", "time", "tenant", "leaf", "body"],
+                )
+        except ERRORS as exc:
+            raise StoreUnavailable(f"PostgreSQL audit store: {exc}") from exc
+
+    async def checkpoint(self, checkpoint: Checkpoint) -> None:
+        await self._call(
+            "execute",
+            "INSERT INTO audit_checkpoints VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+            checkpoint.log_id,
+            checkpoint.size,
+            checkpoint.time,
+            orjson.dumps(checkpoint.as_json()),
+        )
+
+    async def read(self, query: Query) -> list[StoredRecord]:
+        clauses: list[str] = []
+        args: list[Any] = []
+        for column, op, value in (
+            ("log_id", "=", query.log_id),
+            ("tenant", "=", query.tenant),
+            ("time", ">=", query.since),
+            ("time", "<", query.until),
+        ):
+            if value is not None:
+                args.append(value)
+                clauses.append(f"{column} {op} ${len(args)}")
+        where = " WHERE " + " AND ".join(clauses) if clauses else ""
+        columns = "log_id, seq, time, tenant, leaf, body"
+        sql = f"SELECT {columns} FROM audit_records{where} ORDER BY log_id, seq"  # noqa: S608
+        if query.limit is not None:
+            sql += f" LIMIT {int(query.limit)}"
+        rows = await self._call("fetch", sql, *args)
+        return [StoredRecord(r[0], r[1], r[2], r[3], bytes(r[4]), bytes(r[5])) for r in rows]
+
+    async def checkpoints(self, log_id: str) -> list[Checkpoint]:
+        rows = await self._call(
+            "fetch",
+            "SELECT body FROM audit_checkpoints WHERE log_id = $1 ORDER BY size, time",
+            log_id,
+        )
+        return [Checkpoint.from_json(orjson.loads(bytes(r[0]))) for r in rows]
+
+    async def log_ids(self) -> list[str]:
+        rows = await self._call(
+            "fetch",
+            "SELECT log_id FROM audit_checkpoints UNION SELECT log_id FROM audit_records"
+            " ORDER BY 1",
+        )
+        return [r[0] for r in rows]
+
+    async def base(self, log_id: str) -> Frontier:
+        row = await self._call(
+            "fetchrow", "SELECT frontier FROM audit_bases WHERE log_id = $1", log_id
+        )
+        return Frontier.from_json(orjson.loads(bytes(row[0]))) if row else Frontier()
+
+    async def leaves(self, log_id: str) -> list[bytes]:
+        rows = await self._call(
+            "fetch", "SELECT leaf FROM audit_records WHERE log_id = $1 ORDER BY seq", log_id
+        )
+        return [bytes(r[0]) for r in rows]
+
+    async def prune(self, log_id: str, size: int, frontier: Frontier) -> int:
+        pool = await self._pool_or_fail()
+        try:
+            async with pool.acquire() as conn, conn.transaction():
+                status = await conn.execute(
+                    "DELETE FROM audit_records WHERE log_id = $1 AND seq < $2", log_id, size
+                )
+                await conn.execute(
+                    "INSERT INTO audit_bases VALUES ($1, $2) ON CONFLICT (log_id)"
+                    " DO UPDATE SET frontier = excluded.frontier",
+                    log_id,
+                    orjson.dumps(frontier.to_json()),
+                )
+        except ERRORS as exc:
+            raise StoreUnavailable(f"PostgreSQL audit store: {exc}") from exc
+        return int(str(status).rsplit(" ", 1)[-1])
+
+    async def content_key(self, tenant: str) -> bytes:
+        await self._call(
+            "execute",
+            "INSERT INTO audit_content_keys VALUES ($1, $2) ON CONFLICT DO NOTHING",
+            tenant,
+            secrets.token_bytes(32),
+        )
+        row = await self._call(
+            "fetchrow", "SELECT key FROM audit_content_keys WHERE tenant = $1", tenant
+        )
+        return bytes(row[0])
+
+    async def aclose(self) -> None:
+        if self._pool is not None:
+            pool, self._pool = self._pool, None
+            await pool.close()

@@ -1,0 +1,208 @@
+"""The embedded audit store: SQLite in WAL mode, `synchronous=FULL` (every commit is fsynced).
+
+One connection, used from one worker thread, so the event loop never waits on the disk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import sqlite3
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+import orjson
+
+from gateway.audit.merkle import Frontier
+from gateway.audit.signing import Checkpoint
+from gateway.audit.store import Query, StoredRecord, StoreUnavailable
+
+T = TypeVar("T")
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS audit_records (
+    log_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    time TEXT NOT NULL,
+    tenant TEXT,
+    leaf BLOB NOT NULL,
+    body BLOB NOT NULL,
+    PRIMARY KEY (log_id, seq)
+);
+CREATE INDEX IF NOT EXISTS audit_records_tenant_time ON audit_records (tenant, time);
+CREATE INDEX IF NOT EXISTS audit_records_time ON audit_records (time);
+CREATE TABLE IF NOT EXISTS audit_checkpoints (
+    log_id TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    time TEXT NOT NULL,
+    body BLOB NOT NULL,
+    PRIMARY KEY (log_id, size, time)
+);
+CREATE TABLE IF NOT EXISTS audit_bases (
+    log_id TEXT PRIMARY KEY,
+    frontier BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS audit_content_keys (
+    tenant TEXT PRIMARY KEY,
+    key BLOB NOT NULL
+);
+"""
+
+
+class SQLiteStore:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="audit-sqlite")
+        self._db: sqlite3.Connection | None = None
+
+    async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        def call() -> T:
+            if self._db is None:
+                raise StoreUnavailable("the SQLite audit store is closed")
+            try:
+                return fn(self._db)
+            except sqlite3.Error as exc:
+                raise StoreUnavailable(f"SQLite audit store: {exc}") from exc
+
+        return await asyncio.get_running_loop().run_in_executor(self._executor, call)
+
+    async def open(self) -> None:
+        def connect() -> None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=FULL")
+            db.execute("PRAGMA busy_timeout=5000")
+            db.executescript(SCHEMA)
+            self._db = db
+            os.chmod(self.path, 0o600)
+
+        await asyncio.get_running_loop().run_in_executor(self._executor, connect)
+
+    async def append_batch(self, records: list[StoredRecord]) -> None:
+        rows = [(r.log_id, r.seq, r.time, r.tenant, r.leaf, r.body) for r in records]
+
+        def write(db: sqlite3.Connection) -> None:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                db.executemany("INSERT INTO audit_records VALUES (?, ?, ?, ?, ?, ?)", rows)
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+
+        await self._run(write)
+
+    async def checkpoint(self, checkpoint: Checkpoint) -> None:
+        body = orjson.dumps(checkpoint.as_json())
+        await self._run(
+            lambda db: db.execute(
+                "INSERT OR IGNORE INTO audit_checkpoints VALUES (?, ?, ?, ?)",
+                (checkpoint.log_id, checkpoint.size, checkpoint.time, body),
+            )
+        )
+
+    async def read(self, query: Query) -> list[StoredRecord]:
+        where, args = _where(query)
+        columns = "log_id, seq, time, tenant, leaf, body"
+        sql = f"SELECT {columns} FROM audit_records{where} ORDER BY log_id, seq"  # noqa: S608
+        if query.limit is not None:
+            sql += f" LIMIT {int(query.limit)}"
+        rows = await self._run(lambda db: db.execute(sql, args).fetchall())
+        return [StoredRecord(r[0], r[1], r[2], r[3], bytes(r[4]), bytes(r[5])) for r in rows]
+
+    async def checkpoints(self, log_id: str) -> list[Checkpoint]:
+        rows = await self._run(
+            lambda db: db.execute(
+                "SELECT body FROM audit_checkpoints WHERE log_id = ? ORDER BY size, time",
+                (log_id,),
+            ).fetchall()
+        )
+        return [Checkpoint.from_json(orjson.loads(r[0])) for r in rows]
+
+    async def log_ids(self) -> list[str]:
+        rows = await self._run(
+            lambda db: db.execute(
+                "SELECT log_id FROM audit_checkpoints UNION SELECT log_id FROM audit_records"
+                " ORDER BY 1"
+            ).fetchall()
+        )
+        return [r[0] for r in rows]
+
+    async def base(self, log_id: str) -> Frontier:
+        row = await self._run(
+            lambda db: db.execute(
+                "SELECT frontier FROM audit_bases WHERE log_id = ?", (log_id,)
+            ).fetchone()
+        )
+        return Frontier.from_json(orjson.loads(row[0])) if row else Frontier()
+
+    async def leaves(self, log_id: str) -> list[bytes]:
+        rows = await self._run(
+            lambda db: db.execute(
+                "SELECT leaf FROM audit_records WHERE log_id = ? ORDER BY seq", (log_id,)
+            ).fetchall()
+        )
+        return [bytes(r[0]) for r in rows]
+
+    async def prune(self, log_id: str, size: int, frontier: Frontier) -> int:
+        body = orjson.dumps(frontier.to_json())
+
+        def prune(db: sqlite3.Connection) -> int:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                deleted = db.execute(
+                    "DELETE FROM audit_records WHERE log_id = ? AND seq < ?", (log_id, size)
+                ).rowcount
+                db.execute(
+                    "INSERT INTO audit_bases VALUES (?, ?) ON CONFLICT (log_id)"
+                    " DO UPDATE SET frontier = excluded.frontier",
+                    (log_id, body),
+                )
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+            return int(deleted)
+
+        return await self._run(prune)
+
+    async def content_key(self, tenant: str) -> bytes:
+        def get(db: sqlite3.Connection) -> bytes:
+            db.execute(
+                "INSERT OR IGNORE INTO audit_content_keys VALUES (?, ?)",
+                (tenant, secrets.token_bytes(32)),
+            )
+            row = db.execute(
+                "SELECT key FROM audit_content_keys WHERE tenant = ?", (tenant,)
+            ).fetchone()
+            return bytes(row[0])
+
+        return await self._run(get)
+
+    async def aclose(self) -> None:
+        def close() -> None:
+            if self._db is not None:
+                self._db.close()
+                self._db = None
+
+        await asyncio.get_running_loop().run_in_executor(self._executor, close)
+        self._executor.shutdown(wait=True)
+
+
+def _where(query: Query) -> tuple[str, list[Any]]:
+    clauses: list[str] = []
+    args: list[Any] = []
+    for column, op, value in (
+        ("log_id", "=", query.log_id),
+        ("tenant", "=", query.tenant),
+        ("time", ">=", query.since),
+        ("time", "<", query.until),
+    ):
+        if value is not None:
+            clauses.append(f"{column} {op} ?")
+            args.append(value)
+    return (" WHERE " + " AND ".join(clauses) if clauses else ""), args

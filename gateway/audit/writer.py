@@ -1,0 +1,198 @@
+"""The audit writer: group commit, the running Merkle root, signed checkpoints.
+
+Requests hand their record to `append` and wait. One task takes everything queued (up to
+`batch_max`), numbers the records, hashes them into the tree and commits them in one transaction;
+then every waiting request goes on. A checkpoint is signed every `checkpoint_every` records and
+every `checkpoint_interval_s` seconds, also when idle. When a batch cannot be committed the writer
+stops accepting (strict mode: the proxy then refuses with 503 before forwarding anything) and
+probes the store on each tick until it takes writes again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from gateway.audit.canonical import canonical
+from gateway.audit.merkle import Frontier, leaf_hash
+from gateway.audit.record import rfc3339
+from gateway.audit.signing import Signer
+from gateway.audit.store import AuditStore, StoredRecord, StoreUnavailable
+
+log = logging.getLogger("gateway.audit")
+
+
+class AuditWriteFailed(Exception):
+    """The record was not committed."""
+
+
+@dataclass
+class WriterStats:
+    records: int = 0
+    batches: int = 0
+    failed_batches: int = 0
+    checkpoints: int = 0
+    batch_sizes: list[int] = field(default_factory=list)
+    commit_seconds: list[float] = field(default_factory=list)
+
+    def observe(self, size: int, seconds: float) -> None:
+        self.records += size
+        self.batches += 1
+        self.batch_sizes.append(size)
+        self.commit_seconds.append(seconds)
+        if len(self.batch_sizes) > 4096:  # keep recent samples only
+            del self.batch_sizes[:2048], self.commit_seconds[:2048]
+
+
+class AuditWriter:
+    def __init__(
+        self,
+        store: AuditStore,
+        signer: Signer,
+        log_id: str,
+        *,
+        batch_max: int = 512,
+        checkpoint_every: int = 1000,
+        checkpoint_interval_s: float = 10.0,
+        clock: Callable[[], float] = time.time,
+        on_batch: Callable[[int, float], None] | None = None,
+    ) -> None:
+        self.store = store
+        self.signer = signer
+        self.log_id = log_id
+        self._batch_max = batch_max
+        self._checkpoint_every = checkpoint_every
+        self._interval = checkpoint_interval_s
+        self._clock = clock
+        self._on_batch = on_batch
+        self._queue: asyncio.Queue[tuple[dict[str, Any], asyncio.Future[int]]] = asyncio.Queue()
+        self._frontier = Frontier()
+        self._signed_size = -1
+        self._tasks: list[asyncio.Task[None]] = []
+        self.accepting = False
+        self.stats = WriterStats()
+
+    @property
+    def size(self) -> int:
+        return self._frontier.size
+
+    @property
+    def backlog(self) -> int:
+        return self._queue.qsize()
+
+    async def start(self) -> None:
+        await self.store.open()
+        await self._recover()
+        self.accepting = True
+        await self.checkpoint()
+        self._tasks = [
+            asyncio.create_task(self._run(), name="audit-writer"),
+            asyncio.create_task(self._tick(), name="audit-checkpoints"),
+        ]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
+        pending = []
+        while not self._queue.empty():
+            pending.append(self._queue.get_nowait())
+        if pending:
+            await self._commit(pending)
+        with contextlib.suppress(StoreUnavailable):
+            await self.checkpoint()
+        self.accepting = False
+        await self.store.aclose()
+
+    async def append(self, record: dict[str, Any]) -> int:
+        """Commit `record`; returns its sequence number once it is durable."""
+        future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait((record, future))
+        return await future
+
+    async def checkpoint(self) -> None:
+        """Sign the current size and root (also when nothing changed: it shows the log is live)."""
+        size, root = self._frontier.size, self._frontier.root()
+        cp = self.signer.sign(self.log_id, size, root, rfc3339(self._clock()))
+        await self.store.checkpoint(cp)
+        self._signed_size = size
+        self.stats.checkpoints += 1
+
+    async def _recover(self) -> None:
+        frontier = (await self.store.base(self.log_id)).copy()
+        for leaf in await self.store.leaves(self.log_id):
+            frontier.append(leaf)
+        self._frontier = frontier
+
+    async def _run(self) -> None:
+        while True:
+            batch = [await self._queue.get()]
+            while len(batch) < self._batch_max and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            await self._commit(batch)
+
+    async def _commit(self, batch: list[tuple[dict[str, Any], asyncio.Future[int]]]) -> None:
+        frontier = self._frontier.copy()
+        rows: list[StoredRecord] = []
+        for record, _ in batch:
+            record["log_id"] = self.log_id
+            record["seq"] = frontier.size
+            body = canonical(record)
+            leaf = leaf_hash(body)
+            rows.append(
+                StoredRecord(
+                    self.log_id, frontier.size, record["time"], record["tenant"], leaf, body
+                )
+            )
+            frontier.append(leaf)
+        began = time.perf_counter()
+        try:
+            await self.store.append_batch(rows)
+        except StoreUnavailable as exc:
+            self.accepting = False
+            self.stats.failed_batches += 1
+            log.error(
+                "audit store refused a batch; requests are refused until it recovers",
+                extra={"event": "audit_write_failed", "records": len(rows), "error": str(exc)},
+            )
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(AuditWriteFailed(str(exc)))
+            return
+        seconds = time.perf_counter() - began
+        self._frontier = frontier
+        self.accepting = True
+        self.stats.observe(len(rows), seconds)
+        if self._on_batch is not None:
+            self._on_batch(len(rows), seconds)
+        for (_, future), row in zip(batch, rows, strict=True):
+            if not future.done():
+                future.set_result(row.seq)
+        if frontier.size - max(self._signed_size, 0) >= self._checkpoint_every:
+            with contextlib.suppress(StoreUnavailable):
+                await self.checkpoint()
+
+    async def _tick(self) -> None:
+        while True:
+            await asyncio.sleep(self._interval)
+            try:
+                if not self.accepting:
+                    await self._recover()  # a batch may have landed before the failure was seen
+                await self.checkpoint()
+            except StoreUnavailable as exc:
+                log.error(
+                    "audit store unavailable",
+                    extra={"event": "audit_store_unavailable", "error": str(exc)},
+                )
+                continue
+            if not self.accepting:
+                log.info("audit store is back", extra={"event": "audit_store_recovered"})
+                self.accepting = True

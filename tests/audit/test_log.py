@@ -1,0 +1,215 @@
+"""The audit log on both stores: group commit, export, offline verification and every way an
+export can be tampered with, tenant exports with inclusion proofs, pruning."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from pathlib import Path
+from typing import Any
+
+import orjson
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from gateway.audit.export import export_log, export_tenant
+from gateway.audit.setup import open_store
+from gateway.audit.signing import Checkpoint, Signer, public_key_pem
+from gateway.audit.store import Query
+from gateway.audit.verify import Report, verify_export
+from gateway.audit.writer import AuditWriter
+
+SIGNER = Signer(Ed25519PrivateKey.generate())
+
+
+def _record(i: int, tenant: str) -> dict[str, Any]:
+    moment = dt.datetime(2026, 11, 1, tzinfo=dt.UTC) + dt.timedelta(hours=i)
+    return {
+        "v": 1,
+        "time": moment.isoformat(timespec="microseconds").replace("+00:00", "Z"),
+        "tenant": tenant,
+        "request_id": f"req-{i}",
+        "decision": "allowed",
+        "status": 200,
+    }
+
+
+async def _fill(
+    url: str, n: int, log_id: str = "replica-a", every: int = 5, sequential: bool = True
+) -> list[int]:
+    writer = AuditWriter(
+        open_store(url), SIGNER, log_id, checkpoint_every=every, checkpoint_interval_s=3600
+    )
+    await writer.start()
+    try:
+        if sequential:  # one batch per record, so checkpoints fall every `every` records
+            return [await writer.append(_record(i, ("alpha", "beta")[i % 2])) for i in range(n)]
+        # concurrent appends share batches (group commit)
+        return list(
+            await asyncio.gather(
+                *(writer.append(_record(i, ("alpha", "beta")[i % 2])) for i in range(n))
+            )
+        )
+    finally:
+        await writer.stop()
+
+
+async def _export(url: str, log_id: str = "replica-a", tenant: str | None = None) -> list[bytes]:
+    store = open_store(url)
+    await store.open()
+    try:
+        if tenant:
+            return [line.rstrip(b"\n") for line in await export_tenant(store, log_id, tenant)]
+        return [line.rstrip(b"\n") for line in await export_log(store, log_id)]
+    finally:
+        await store.aclose()
+
+
+def verify(lines: list[bytes], key: Any = None, held: list[Checkpoint] | None = None) -> Report:
+    return verify_export(lines, key or SIGNER.public_key, held)
+
+
+def kinds(report: Report) -> list[str]:
+    return [f.kind for f in report.failures]
+
+
+def record_lines(lines: list[bytes]) -> list[int]:
+    return [i for i, line in enumerate(lines) if b'"type":"record"' in line]
+
+
+def test_group_commit_numbers_records_without_gaps_and_the_export_verifies(store_url: str) -> None:
+    seqs = asyncio.run(_fill(store_url, 23, sequential=False))
+    assert sorted(seqs) == list(range(23))
+    lines = asyncio.run(_export(store_url))
+    report = verify(lines)
+    assert report.ok, report.failures
+    assert report.records == 23
+    # checkpoints at the start and at the stop (23 concurrent appends share one batch)
+    sizes = [orjson.loads(x)["checkpoint"]["size"] for x in lines if b"checkpoint" in x[:30]]
+    assert {0, 23} <= set(sizes)
+    assert report.notes == []
+
+
+def test_a_restart_continues_the_same_tree(store_url: str) -> None:
+    asyncio.run(_fill(store_url, 7))
+    assert asyncio.run(_fill(store_url, 4)) == [7, 8, 9, 10]
+    report = verify(asyncio.run(_export(store_url)))
+    assert report.ok and report.records == 11
+
+
+def test_each_kind_of_tampering_is_named(store_url: str, tmp_path: Path) -> None:
+    asyncio.run(_fill(store_url, 12))
+    lines = asyncio.run(_export(store_url))
+    records = record_lines(lines)
+
+    edited = list(lines)
+    edited[records[3]] = edited[records[3]].replace(b'"status":200', b'"status":201')
+    report = verify(edited)
+    assert kinds(report) == ["edited"]
+    assert "records seq 0 to 4 do not hash to the signed root" in str(report.failures[0])
+
+    deleted = [x for i, x in enumerate(lines) if i != records[6]]
+    assert kinds(verify(deleted)) == ["deleted"]
+    assert "record seq 6 is missing" in str(verify(deleted).failures[0])
+
+    reordered = list(lines)
+    reordered[records[1]], reordered[records[2]] = reordered[records[2]], reordered[records[1]]
+    assert "reordered" in kinds(verify(reordered))
+
+    duplicated = [*lines[: records[8] + 1], lines[records[8]], *lines[records[8] + 1 :]]
+    assert kinds(verify(duplicated)) == ["duplicated"]
+
+    final = Checkpoint.from_json(orjson.loads(lines[-1])["checkpoint"])
+    assert final.size == 12
+    truncated = lines[: records[9]]  # the tail and its checkpoints are gone
+    assert verify(truncated).ok  # alone, a cut tail looks like an older log...
+    report = verify(truncated, held=[final])  # ...but not to an auditor who holds a checkpoint
+    assert kinds(report) == ["truncated"]
+    assert "ends at 9 records, but you hold a checkpoint of size 12" in str(report.failures[0])
+
+    other = Ed25519PrivateKey.generate().public_key()
+    assert set(kinds(verify(lines, key=other))) == {"wrong_key"}
+
+    forged = list(lines)
+    cp_line = next(i for i, x in enumerate(forged) if b'"size":10' in x)
+    cp = orjson.loads(forged[cp_line])
+    cp["checkpoint"]["root"] = "00" * 32
+    forged[cp_line] = orjson.dumps(cp)
+    assert kinds(verify(forged)) == ["bad_signature", "edited"] or "bad_signature" in kinds(
+        verify(forged)
+    )
+
+
+def test_the_cli_verifies_and_reports_failure_by_exit_code(store_url: str, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    asyncio.run(_fill(store_url, 6))
+    export = tmp_path / "log.jsonl"
+    run = [sys.executable, "-m", "gateway", "audit"]
+    subprocess.run([*run, "export", "--store", store_url, "--out", export], check=True)
+    key = tmp_path / "pub.pem"
+    key.write_bytes(public_key_pem(SIGNER.public_key))
+    ok = subprocess.run(
+        [*run, "verify", export, "--public-key", key], check=False, capture_output=True, text=True
+    )
+    assert ok.returncode == 0 and "verified: 6 records" in ok.stdout
+    export.write_bytes(export.read_bytes().replace(b'"status":200', b'"status":500', 1))
+    bad = subprocess.run(
+        [*run, "verify", export, "--public-key", key], check=False, capture_output=True, text=True
+    )
+    assert bad.returncode == 1
+    assert "FAIL edited: records seq 0 to 4 do not hash to the signed root" in bad.stdout
+
+
+def test_a_tenant_export_proves_its_records_and_shows_no_one_else(store_url: str) -> None:
+    asyncio.run(_fill(store_url, 15))
+    lines = asyncio.run(_export(store_url, tenant="alpha"))
+    report = verify(lines)
+    assert report.ok, report.failures
+    assert report.records == 8  # seq 0, 2, ..., 14
+    assert not any(b'"tenant":"beta"' in x for x in lines)
+    edited = [x.replace(b'"req-4"', b'"req-X"') for x in lines]
+    report = verify(edited)
+    assert kinds(report) == ["edited"]
+    assert "record seq 4 is not included in the signed tree of size 15" in str(report.failures[0])
+
+
+def test_prune_removes_whole_epochs_and_the_rest_still_verifies(store_url: str) -> None:
+    import subprocess
+    import sys
+
+    asyncio.run(_fill(store_url, 12))
+    # checkpoints carry the time they were signed (now), so prune everything before tomorrow
+    tomorrow = (dt.datetime.now(dt.UTC) + dt.timedelta(days=1)).date().isoformat()
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "gateway",
+            "audit",
+            "prune",
+            "--store",
+            store_url,
+            "--before",
+            tomorrow,
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert "removed 12 record(s) below 12; checkpoints kept" in done.stdout
+    asyncio.run(_fill(store_url, 3))
+    lines = asyncio.run(_export(store_url))
+    report = verify(lines)
+    assert report.ok, report.failures
+    assert report.records == 3
+
+    async def remaining() -> list[int]:
+        store = open_store(store_url)
+        await store.open()
+        try:
+            return [r.seq for r in await store.read(Query())]
+        finally:
+            await store.aclose()
+
+    assert asyncio.run(remaining()) == [12, 13, 14]
