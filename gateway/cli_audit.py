@@ -182,6 +182,8 @@ def _verify(args: argparse.Namespace) -> int:
     for note in report.notes:
         print(f"note: {note}")
     verdict = "verified" if report.ok else "NOT verified"
+    if report.ok and report.notes:
+        verdict += " (see notes)"
     print(
         f"{verdict}: {report.records} records, {report.checkpoints} checkpoints,"
         f" {len(report.logs)} log(s), {len(report.failures)} failure(s)"

@@ -14,6 +14,7 @@ GATEWAY_SETTINGS = {
     "first_byte_timeout_s": 2.0,
     "idle_timeout_s": 2.0,
     "log_level": "warning",
+    "audit_checkpoint_interval_s": 0.5,
 }
 
 

@@ -98,6 +98,7 @@ class _Section:
         self.epoch_broken = False
         self.signed_size = 0
         self.next_seq = 0
+        self.valid_checkpoints = 0
         self.diverged_at: int | None = None  # after a failure, later roots cannot match
         self.checkpoint: Checkpoint | None = None  # tenant scope: the one proofs refer to
         report.logs.append(self.log_id)
@@ -204,6 +205,7 @@ class _Section:
             self.diverged_at = cp.size
         if signed:
             self.signed_size = max(self.signed_size, cp.size)
+            self.valid_checkpoints += 1
         self.epoch_start = cp.size
         self.epoch_broken = False
 
@@ -255,5 +257,5 @@ class _Section:
                 f"log {self.log_id}: {size - self.signed_size} record(s) after the last checkpoint"
                 " are not covered by a signature yet"
             )
-        if self.signed_size == 0 and size and not signature_failed:
+        if self.valid_checkpoints == 0 and not signature_failed:
             self.report.fail("unsigned", f"log {self.log_id} has no valid checkpoint")
