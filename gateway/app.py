@@ -15,7 +15,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
-from gateway.api import admin, health, openai
+from gateway.api import admin, audit, health, openai
 from gateway.api.json import json_response
 from gateway.asgi.request_id import RequestIdMiddleware
 from gateway.audit.setup import build_audit
@@ -100,6 +100,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(health.router)
     app.include_router(openai.router)
     app.include_router(admin.router)
+    app.include_router(audit.router)
     app.add_exception_handler(GatewayError, _gateway_error)
     app.add_exception_handler(HTTPException, _http_error)
     app.add_middleware(RequestIdMiddleware)

@@ -203,26 +203,6 @@ def _time_arg(text: str | None) -> str | None:
     return moment.astimezone(dt.UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
-def matches(record: dict[str, Any], args: argparse.Namespace) -> bool:
-    dep = record.get("deployment") or {}
-    if args.decision and record.get("decision") != args.decision:
-        return False
-    if args.model and record.get("requested_model") != args.model:
-        return False
-    if args.country and dep.get("inference_country") != args.country.upper():
-        return False
-    if args.jurisdiction and args.jurisdiction.upper() not in dep.get("operator_control_chain", []):
-        return False
-    if args.backend and dep.get("backend") != args.backend:
-        return False
-    if args.rule:
-        refusal = record.get("refusal") or {}
-        rules = {r for c in refusal.get("candidates", []) for r in c.get("failed_rules", [])}
-        if args.rule not in rules:
-            return False
-    return True
-
-
 COLUMNS = ["time", "tenant", "requested_model", "decision", "status", "deployment", "country"]
 
 
@@ -240,12 +220,14 @@ def _row(record: dict[str, Any]) -> list[str]:
 
 
 def _query(args: argparse.Namespace) -> int:
+    from gateway.audit.query import RecordFilter
     from gateway.audit.store import Query
 
     async def work(store: Any) -> int:
         query = Query(tenant=args.tenant, since=_time_arg(args.since), until=_time_arg(args.until))
         found = [orjson.loads(r.body) for r in await store.read(query)]
-        found = [r for r in found if matches(r, args)][: args.limit]
+        wanted = RecordFilter.from_mapping(vars(args))
+        found = [r for r in found if wanted.matches(r)][: args.limit]
         if args.format == "json":
             for record in found:
                 sys.stdout.buffer.write(orjson.dumps(record) + b"\n")

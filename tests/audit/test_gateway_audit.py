@@ -274,3 +274,42 @@ def test_kill_9_loses_no_answered_request(tmp_path: Path) -> None:
     assert cli("export", "--store", store, "--out", export).returncode == 0
     verified = cli("verify", export, "--public-key", key)
     assert verified.returncode == 0, verified.stdout
+
+
+# ---- the auditor API ----------------------------------------------------------------------------
+
+AUDITOR = "sk-sgw-demoauditor-demo-key-not-a-secret"
+
+
+def test_the_auditor_api_serves_records_proofs_and_the_key(
+    gateway: Gateway, tmp_path: Path
+) -> None:
+    import time
+
+    from gateway.audit.signing import load_public_key
+    from gateway.audit.verify import verify_export
+
+    refused = chat(gateway, "fr-public-body", "gpt-4o")
+    time.sleep(1.0)  # let a checkpoint cover it
+    auth = {"authorization": f"Bearer {AUDITOR}"}
+
+    def get(path: str, **params: str) -> httpx.Response:
+        return httpx.get(gateway.base + path, headers=auth, params=params, timeout=30)
+
+    found = get("/audit/records", tenant="fr-public-body", decision="refused").json()["data"]
+    assert refused.headers["x-request-id"] in {r["request_id"] for r in found}
+    key = load_public_key(get("/audit/public-key").content)
+    latest = get("/audit/checkpoints/latest").json()
+    assert latest["size"] >= 1 and latest["log_id"]
+    export = get("/audit/export", tenant="fr-public-body")
+    lines = export.content.splitlines()
+    assert verify_export(lines, key).ok
+    assert all(b'"tenant":"fr-public-body"' in x for x in lines if b'"type":"record"' in x)
+    report = get("/audit/report").json()
+    assert report["refusals_by_tenant"]["fr-public-body"] >= 1
+    # a tenant key, and no key, get nothing
+    tenant = httpx.get(
+        gateway.base + "/audit/records", headers={"authorization": f"Bearer {demo_key('acme-dev')}"}
+    )
+    assert tenant.status_code == 403
+    assert httpx.get(gateway.base + "/audit/records").status_code == 401
