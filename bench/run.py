@@ -183,7 +183,11 @@ def main() -> int:
                 str(_policy_dir(Path(tmp), up_port)),
                 "--log-level",
                 "warning",
-            ]
+            ],
+            {  # audit on (the default), in this run's directory
+                "SGW_AUDIT_STORE": f"sqlite:{Path(tmp) / 'audit.sqlite3'}",
+                "SGW_AUDIT_SIGNING_KEY_FILE": str(Path(tmp) / "key.pem"),
+            },
         ) as gw,
     ):
         wait_http(f"http://127.0.0.1:{gw_port}/ready", 30)

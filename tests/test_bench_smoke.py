@@ -45,3 +45,21 @@ def test_policy_scale_quick_run() -> None:
     row = out.stdout.strip().splitlines()[-1].split("|")
     assert row[1].strip() == "50" and row[2].strip() == "40"
     assert float(row[8]) > 0  # lookup µs
+
+
+def test_audit_bench_quick_run() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "bench.audit", "--quick"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=True,
+    )
+    targets = [
+        row.split("|")[3].strip()
+        for row in out.stdout.splitlines()
+        if row.startswith("| json | 4 |")
+    ]
+    assert targets == ["audit off", "audit sqlite", "audit postgres"]
+    assert "| audit sqlite |" in out.stdout.split("mean batch")[1]

@@ -70,3 +70,43 @@ async def policy_explain(request: Request) -> Response:
             raise InvalidRequest(f"`at` must be a date (YYYY-MM-DD): {at!r}", param="at") from exc
         compiled = CompiledPolicy(compiled.policy, day)
     return json_response(explain_route(compiled, tenant, model, query.get("data_class")))
+
+
+@router.get("/audit")
+async def audit_state(request: Request) -> Response:
+    """The audit writer: log id, size, backlog, and its group-commit batches so far."""
+    parts = components(request)
+    parts.keys.authenticate(request.headers.get("authorization"), Role.ADMIN)
+    writer = parts.audit.writer
+    if writer is None:
+        return json_response({"enabled": False})
+    stats = writer.stats
+    sizes = sorted(stats.batch_sizes)
+    commits = sorted(stats.commit_seconds)
+
+    def pct(values: list[float] | list[int], q: float) -> float | None:
+        return values[min(len(values) - 1, int(q * len(values)))] if values else None
+
+    return json_response(
+        {
+            "enabled": True,
+            "log_id": writer.log_id,
+            "accepting": writer.accepting,
+            "size": writer.size,
+            "backlog": writer.backlog,
+            "records": stats.records,
+            "batches": stats.batches,
+            "failed_batches": stats.failed_batches,
+            "checkpoints": stats.checkpoints,
+            "batch_size": {
+                "mean": stats.records / stats.batches if stats.batches else None,
+                "p50": pct(sizes, 0.5),
+                "p99": pct(sizes, 0.99),
+                "max": pct(sizes, 1.0),
+            },
+            "commit_ms": {
+                "p50": (pct(commits, 0.5) or 0) * 1000,
+                "p99": (pct(commits, 0.99) or 0) * 1000,
+            },
+        }
+    )
