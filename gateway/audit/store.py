@@ -14,6 +14,40 @@ from typing import Protocol
 from gateway.audit.merkle import Frontier
 from gateway.audit.signing import Checkpoint
 
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS audit_records (
+    log_id TEXT NOT NULL,
+    seq {integer} NOT NULL,
+    time TEXT NOT NULL,
+    tenant TEXT,
+    leaf {blob} NOT NULL,
+    body {blob} NOT NULL,
+    PRIMARY KEY (log_id, seq)
+);
+CREATE INDEX IF NOT EXISTS audit_records_tenant_time ON audit_records (tenant, time);
+CREATE INDEX IF NOT EXISTS audit_records_time ON audit_records (time);
+CREATE TABLE IF NOT EXISTS audit_checkpoints (
+    log_id TEXT NOT NULL,
+    size {integer} NOT NULL,
+    time TEXT NOT NULL,
+    body {blob} NOT NULL,
+    PRIMARY KEY (log_id, size, time)
+);
+CREATE TABLE IF NOT EXISTS audit_bases (
+    log_id TEXT PRIMARY KEY,
+    frontier {blob} NOT NULL
+);
+CREATE TABLE IF NOT EXISTS audit_content_keys (
+    tenant TEXT PRIMARY KEY,
+    key {blob} NOT NULL
+);
+"""
+
+
+def schema_sql(integer: str, blob: str) -> str:
+    """The tables both stores use, in a dialect's column types."""
+    return SCHEMA.format(integer=integer, blob=blob)
+
 
 @dataclass(frozen=True, slots=True)
 class StoredRecord:

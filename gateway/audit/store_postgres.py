@@ -10,36 +10,9 @@ import orjson
 
 from gateway.audit.merkle import Frontier
 from gateway.audit.signing import Checkpoint
-from gateway.audit.store import Query, StoredRecord, StoreUnavailable
+from gateway.audit.store import Query, StoredRecord, StoreUnavailable, schema_sql
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS audit_records (
-    log_id TEXT NOT NULL,
-    seq BIGINT NOT NULL,
-    time TEXT NOT NULL,
-    tenant TEXT,
-    leaf BYTEA NOT NULL,
-    body BYTEA NOT NULL,
-    PRIMARY KEY (log_id, seq)
-);
-CREATE INDEX IF NOT EXISTS audit_records_tenant_time ON audit_records (tenant, time);
-CREATE INDEX IF NOT EXISTS audit_records_time ON audit_records (time);
-CREATE TABLE IF NOT EXISTS audit_checkpoints (
-    log_id TEXT NOT NULL,
-    size BIGINT NOT NULL,
-    time TEXT NOT NULL,
-    body BYTEA NOT NULL,
-    PRIMARY KEY (log_id, size, time)
-);
-CREATE TABLE IF NOT EXISTS audit_bases (
-    log_id TEXT PRIMARY KEY,
-    frontier BYTEA NOT NULL
-);
-CREATE TABLE IF NOT EXISTS audit_content_keys (
-    tenant TEXT PRIMARY KEY,
-    key BYTEA NOT NULL
-);
-"""
+SCHEMA = schema_sql(integer="BIGINT", blob="BYTEA")
 
 ERRORS = (asyncpg.PostgresError, OSError, asyncpg.InterfaceError, TimeoutError)
 

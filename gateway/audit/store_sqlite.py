@@ -18,38 +18,11 @@ import orjson
 
 from gateway.audit.merkle import Frontier
 from gateway.audit.signing import Checkpoint
-from gateway.audit.store import Query, StoredRecord, StoreUnavailable
+from gateway.audit.store import Query, StoredRecord, StoreUnavailable, schema_sql
 
 T = TypeVar("T")
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS audit_records (
-    log_id TEXT NOT NULL,
-    seq INTEGER NOT NULL,
-    time TEXT NOT NULL,
-    tenant TEXT,
-    leaf BLOB NOT NULL,
-    body BLOB NOT NULL,
-    PRIMARY KEY (log_id, seq)
-);
-CREATE INDEX IF NOT EXISTS audit_records_tenant_time ON audit_records (tenant, time);
-CREATE INDEX IF NOT EXISTS audit_records_time ON audit_records (time);
-CREATE TABLE IF NOT EXISTS audit_checkpoints (
-    log_id TEXT NOT NULL,
-    size INTEGER NOT NULL,
-    time TEXT NOT NULL,
-    body BLOB NOT NULL,
-    PRIMARY KEY (log_id, size, time)
-);
-CREATE TABLE IF NOT EXISTS audit_bases (
-    log_id TEXT PRIMARY KEY,
-    frontier BLOB NOT NULL
-);
-CREATE TABLE IF NOT EXISTS audit_content_keys (
-    tenant TEXT PRIMARY KEY,
-    key BLOB NOT NULL
-);
-"""
+SCHEMA = schema_sql(integer="INTEGER", blob="BLOB")
 
 
 class SQLiteStore:
