@@ -85,7 +85,9 @@ class Tour:
         self.failures = 0
 
     def client(self, tenant: str) -> openai.OpenAI:
-        return openai.OpenAI(base_url=self.base + "/v1", api_key=demo_key(tenant), max_retries=0)
+        return openai.OpenAI(
+            base_url=self.base + "/v1", api_key=demo_key(tenant), max_retries=0, timeout=30
+        )
 
     def check(self, ok: bool, what: str) -> None:
         self.out(("  ok   " if ok else "  FAIL ") + what)

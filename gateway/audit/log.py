@@ -24,6 +24,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("gateway.audit")
 
 
+COMMIT_TIMEOUT_S = 30.0
+
+
 class AuditLog:
     def __init__(self, writer: AuditWriter | None) -> None:
         self.writer = writer
@@ -50,8 +53,9 @@ class AuditLog:
             return
         try:
             key = await self._content_key(exchange)
-            await self.writer.append(build_record(exchange, time.perf_counter(), key))
-        except (AuditWriteFailed, StoreUnavailable) as exc:
+            record = build_record(exchange, time.perf_counter(), key)
+            await asyncio.wait_for(self.writer.append(record), COMMIT_TIMEOUT_S)
+        except (AuditWriteFailed, StoreUnavailable, TimeoutError) as exc:
             raise AuditUnavailable(
                 "The audit log could not record this request, so its answer is withheld",
                 headers={"retry-after": "5"},

@@ -75,6 +75,7 @@ class AuditWriter:
         self._signed_size = -1
         self._tasks: list[asyncio.Task[None]] = []
         self.accepting = False
+        self.last_checkpoint_at = 0.0
         self.stats = WriterStats()
 
     @property
@@ -124,6 +125,7 @@ class AuditWriter:
         cp = self.signer.sign(self.log_id, size, root, rfc3339(self._clock()))
         await self.store.checkpoint(cp)
         self._signed_size = size
+        self.last_checkpoint_at = self._clock()
         self.stats.checkpoints += 1
 
     async def _recover(self) -> None:
@@ -137,7 +139,13 @@ class AuditWriter:
             batch = [await self._queue.get()]
             while len(batch) < self._batch_max and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
-            await self._commit(batch)
+            try:
+                await self._commit(batch)
+            except Exception as exc:  # the writer must outlive a bad record: fail the batch
+                log.exception("audit batch failed", extra={"event": "audit_batch_error"})
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(AuditWriteFailed(f"{type(exc).__name__}: {exc}"))
 
     async def _commit(self, batch: list[tuple[dict[str, Any], asyncio.Future[int]]]) -> None:
         frontier = self._frontier.copy()
