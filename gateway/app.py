@@ -15,16 +15,19 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
-from gateway.api import admin, audit, health, openai
+from gateway.api import admin, audit, health, metrics, openai
 from gateway.api.json import json_response
 from gateway.asgi.request_id import RequestIdMiddleware
+from gateway.audit.log import AuditLog
 from gateway.audit.setup import build_audit
 from gateway.auth.keys import KeyStore, Principal
 from gateway.components import Components
 from gateway.errors import GatewayError, InvalidRequest, NotFound
 from gateway.limits.memory import MemoryLimiter
+from gateway.observability.metrics import LiveGauges, Metrics
+from gateway.observability.observe import RequestObserver
 from gateway.policy.compile import Route
-from gateway.policy.holder import PolicyHolder
+from gateway.policy.holder import PolicyHolder, ReloadResult
 from gateway.policy.reloader import PolicyReloader
 from gateway.proxy import Proxy
 from gateway.routing.load import LoadTracker
@@ -39,7 +42,15 @@ def _today() -> dt.date:
 
 
 def build_components(settings: Settings) -> Components:
-    policy = PolicyHolder(settings.policy_dir, _today)
+    metrics = Metrics(settings.metrics_tenant_label, settings.metrics_max_tenants)
+
+    def reloaded(result: ReloadResult) -> None:
+        metrics.reloads.labels(result.trigger, "success" if result.ok else "failure").inc()
+        metrics.last_reload_ok.set(1 if result.ok else 0)
+        metrics.policy.info({"revision": result.revision})
+
+    policy = PolicyHolder(settings.policy_dir, _today, reloaded)
+    metrics.policy.info({"revision": policy.current.revision})
     keys = KeyStore.from_file(settings.resolved_keys_file())
     timeouts = Timeouts(
         connect_s=settings.connect_timeout_s,
@@ -56,7 +67,9 @@ def build_components(settings: Settings) -> Components:
             limiter.check(principal.tenant, per_minute, time.monotonic())
 
     load = LoadTracker()
-    audit = build_audit(settings)
+    audit = build_audit(settings, metrics.audit_batch_committed)
+    observer = RequestObserver(metrics, settings.access_log)
+    metrics.watch(LiveGauges(outstanding=load.snapshot, audit=lambda: _audit_gauges(audit)))
     proxy = Proxy(
         policy,
         upstreams,
@@ -65,9 +78,22 @@ def build_components(settings: Settings) -> Components:
         settings.max_attempts,
         check_limits,
         audit,
+        observer.observe,
     )
     reloader = PolicyReloader(policy, settings.policy_watch_interval_s)
-    return Components(settings, keys, policy, reloader, upstreams, proxy, audit)
+    return Components(settings, keys, policy, reloader, upstreams, proxy, audit, metrics)
+
+
+def _audit_gauges(audit: AuditLog) -> dict[str, float] | None:
+    writer = audit.writer
+    if writer is None:
+        return None
+    return {
+        "sgw_audit_writer_up": 1.0 if writer.accepting else 0.0,
+        "sgw_audit_backlog_records": float(writer.backlog),
+        "sgw_audit_log_size_records": float(writer.size),
+        "sgw_audit_last_checkpoint_timestamp_seconds": writer.last_checkpoint_at,
+    }
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -101,6 +127,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(openai.router)
     app.include_router(admin.router)
     app.include_router(audit.router)
+    app.add_api_route(settings.metrics_path, metrics.scrape, methods=["GET"])
     app.add_exception_handler(GatewayError, _gateway_error)
     app.add_exception_handler(HTTPException, _http_error)
     app.add_middleware(RequestIdMiddleware)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import signal
 import socket
 import subprocess
 import sys
@@ -72,6 +73,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     from gateway.app import create_app
     from gateway.keys_error import startup_error
+    from gateway.observability.logs import configure_logging
 
     settings = load_settings(
         args.config,
@@ -80,6 +82,7 @@ def _serve(args: argparse.Namespace) -> int:
         policy_dir=args.policy_dir,
         log_level=args.log_level,
     )
+    configure_logging(settings.log_level, settings.log_format)
     try:
         app = create_app(settings)
     except Exception as exc:  # reported, then the process exits non-zero
@@ -89,6 +92,9 @@ def _serve(args: argparse.Namespace) -> int:
         print(message, file=sys.stderr)
         return 2
     simulators: subprocess.Popen[bytes] | None = None
+    # uvicorn re-raises SIGTERM after its graceful shutdown; turn that into SystemExit so that the
+    # `finally` below still stops the simulated backends instead of leaving them orphaned
+    signal.signal(signal.SIGTERM, _exit_on_signal)
     if args.with_simulators:
         simulators = _start_simulators(settings.policy_dir)
     try:
@@ -97,6 +103,7 @@ def _serve(args: argparse.Namespace) -> int:
             host=settings.host,
             port=settings.port,
             log_level=settings.log_level,
+            log_config=None,  # configure_logging below: our JSON lines for uvicorn's logs too
             access_log=False,
             loop="uvloop",
             http="httptools",
@@ -108,6 +115,10 @@ def _serve(args: argparse.Namespace) -> int:
             simulators.terminate()
             simulators.wait(timeout=10)
     return 0
+
+
+def _exit_on_signal(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
 
 
 def _start_simulators(policy_dir: Path) -> subprocess.Popen[bytes]:

@@ -8,6 +8,7 @@ from starlette.requests import Request
 
 from gateway.audit.log import AuditLog
 from gateway.auth.keys import KeyStore
+from gateway.observability.metrics import Metrics
 from gateway.policy.holder import PolicyHolder
 from gateway.policy.reloader import PolicyReloader
 from gateway.proxy import Proxy
@@ -24,6 +25,7 @@ class Components:
     upstreams: Upstreams
     proxy: Proxy
     audit: AuditLog
+    metrics: Metrics
     ready: bool = False
 
 

@@ -86,6 +86,7 @@ class Proxy:
         max_attempts: int,
         check_limits: Callable[[Principal, Route], None],
         audit: AuditLog,
+        observe: Callable[[Exchange], None],
     ) -> None:
         self._policy = policy
         self._upstreams = upstreams
@@ -94,6 +95,7 @@ class Proxy:
         self._max_attempts = max_attempts
         self._check_limits = check_limits
         self._audit = audit
+        self._observe = observe
 
     def plan(self, exchange: Exchange, body: bytes, data_class: str | None) -> dict[str, Any]:
         """Parse the few fields needed, decide under policy, and return the parsed body."""
@@ -187,6 +189,17 @@ class Proxy:
                 details={"decision_id": exchange.decision_id},
             )
         raise last_error
+
+    async def finish(self, exchange: Exchange) -> None:
+        """Commit the audit record, then count and log the request with its final status."""
+        try:
+            await self._audit.record(exchange)
+        except GatewayError as exc:
+            exchange.error = exc
+            exchange.status = exc.status
+            self._observe(exchange)
+            raise
+        self._observe(exchange)
 
     def _still_eligible(self, exchange: Exchange, dep: Deployment) -> bool:
         """A request keeps the revision it started with, but a reload can only take away:
@@ -291,9 +304,8 @@ class Proxy:
                 yield out
             exchange.usage = sse.usage
             try:
-                await self._audit.record(exchange)
+                await self.finish(exchange)
             except GatewayError as exc:
-                exchange.error = exc
                 yield error_event(exc.envelope())
                 recorded = True
                 return
@@ -311,6 +323,7 @@ class Proxy:
             self._load.finish(dep.id)
             await stream.aclose()
             if not recorded:
+                self._observe(exchange)
                 self._audit.record_later(exchange)
 
     def _headers(self, exchange: Exchange, dep: Deployment) -> dict[str, str]:

@@ -40,6 +40,14 @@ class Settings(BaseSettings):
     request_deadline_s: float = Field(default=600.0, gt=0)
     max_attempts: int = Field(default=3, ge=1)
     pool_size_per_backend: int = Field(default=256, ge=1)
+    metrics_path: str = Field(default="/metrics", pattern=r"^/[a-z0-9/_-]*$")
+    metrics_token: SecretStr | None = Field(
+        default=None, description="if set, /metrics needs 'Authorization: Bearer <token>'"
+    )
+    metrics_tenant_label: bool = Field(default=True, description="label metrics by tenant")
+    metrics_max_tenants: int = Field(
+        default=100, ge=1, description="tenants beyond this many are labelled 'other'"
+    )
     audit_enabled: bool = Field(default=True, description="off only for benchmarks")
     audit_store: str = Field(
         default="sqlite:var/audit.sqlite3",

@@ -49,10 +49,10 @@ async def _proxy(request: Request, api: Api) -> Response:
         # refusals and failures are audited too; the error is sent once its record is in
         exchange.error = exc
         exchange.status = exc.status
-        await parts.audit.record(exchange)
+        await parts.proxy.finish(exchange)
         raise
     if not isinstance(response, StreamingResponse):
-        await parts.audit.record(exchange)  # a stream records itself before its last event
+        await parts.proxy.finish(exchange)  # a stream finishes itself before its last event
     return response
 
 

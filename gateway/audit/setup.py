@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+from collections.abc import Callable
 from pathlib import Path
 
 from gateway.audit.log import AuditLog
@@ -45,7 +46,9 @@ def signer_from_settings(settings: Settings) -> Signer:
     return Signer.from_file(path)
 
 
-def build_audit(settings: Settings) -> AuditLog:
+def build_audit(
+    settings: Settings, on_batch: Callable[[int, float], None] | None = None
+) -> AuditLog:
     if not settings.audit_enabled:
         return AuditLog(None)
     log_id = settings.audit_log_id or f"{socket.gethostname()}-{settings.port}"
@@ -56,5 +59,6 @@ def build_audit(settings: Settings) -> AuditLog:
         batch_max=settings.audit_batch_max,
         checkpoint_every=settings.audit_checkpoint_every,
         checkpoint_interval_s=settings.audit_checkpoint_interval_s,
+        on_batch=on_batch,
     )
     return AuditLog(writer)

@@ -10,6 +10,9 @@ class LoadTracker:
     def outstanding(self, deployment_id: str) -> int:
         return self._outstanding.get(deployment_id, 0)
 
+    def snapshot(self) -> dict[str, int]:
+        return dict(self._outstanding)
+
     def start(self, deployment_id: str) -> None:
         self._outstanding[deployment_id] = self._outstanding.get(deployment_id, 0) + 1
 

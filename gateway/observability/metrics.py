@@ -1,0 +1,207 @@
+"""Prometheus metrics, in base units with unit suffixes and `_total` counters, and the
+OpenTelemetry GenAI names where they fit (`gen_ai_client_token_usage`,
+`gen_ai_server_time_to_first_token_seconds`, `gen_ai_server_time_per_output_token_seconds`, with
+operation, provider and model labels).
+
+Every metric lives in the gateway's own registry, made by `create_app`. Label values are bounded:
+tenants can be dropped from labels or capped (the rest count as `other`), and no request id, key
+id or free text ever becomes a label.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+SECONDS_TO_MINUTES = (
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1,
+    2.5,
+    5,
+    10,
+    30,
+    60,
+    120,
+    300,
+    600,
+)
+TTFT = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 10, 30, 60, 120)
+PER_TOKEN = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 1, 2.5)
+TOKENS = (1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576)
+BATCH = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
+COMMIT = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5)
+GENAI = ["gen_ai_operation_name", "gen_ai_provider_name", "gen_ai_request_model"]
+
+
+class TenantLabel:
+    """The tenant as a label value: as is for the first `cap` tenants seen, then `other`."""
+
+    def __init__(self, enabled: bool, cap: int) -> None:
+        self._enabled = enabled
+        self._cap = cap
+        self._seen: set[str] = set()
+
+    def __call__(self, tenant: str) -> str:
+        if not self._enabled:
+            return ""
+        if tenant in self._seen:
+            return tenant
+        if len(self._seen) < self._cap:
+            self._seen.add(tenant)
+            return tenant
+        return "other"
+
+
+@dataclass
+class LiveGauges:
+    """Values read when Prometheus scrapes, not kept up to date on the hot path."""
+
+    outstanding: Callable[[], dict[str, int]]
+    audit: Callable[[], dict[str, float] | None]
+
+
+class _LiveCollector(Collector):
+    def __init__(self, live: LiveGauges) -> None:
+        self._live = live
+
+    def collect(self) -> Iterable[Metric]:
+        outstanding = GaugeMetricFamily(
+            "sgw_upstream_outstanding_requests",
+            "Requests sent to a deployment and not finished",
+            labels=["deployment"],
+        )
+        for deployment, count in sorted(self._live.outstanding().items()):
+            outstanding.add_metric([deployment], count)
+        yield outstanding
+        audit = self._live.audit()
+        if audit is None:
+            return
+        for name, help_text in (
+            ("sgw_audit_writer_up", "1 while the audit store takes records, else 0"),
+            ("sgw_audit_backlog_records", "Records waiting for the audit writer"),
+            ("sgw_audit_log_size_records", "Records in this replica's audit log"),
+            ("sgw_audit_last_checkpoint_timestamp_seconds", "When the last checkpoint was signed"),
+        ):
+            yield GaugeMetricFamily(name, help_text, value=audit[name])
+
+    def describe(self) -> Iterable[Metric]:
+        return []
+
+
+class Metrics:
+    def __init__(self, tenant_label: bool = True, max_tenants: int = 100) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.tenant = TenantLabel(tenant_label, max_tenants)
+        r = self.registry
+        self.requests = Counter(
+            "sgw_requests",
+            "Requests answered, by tenant, requested model, deployment used, its inference country"
+            " and its operator's ultimate jurisdiction, and HTTP status",
+            ["tenant", "model", "deployment", "country", "jurisdiction", "status"],
+            registry=r,
+        )
+        self.duration = Histogram(
+            "sgw_request_duration_seconds",
+            "Time from the request's arrival to its last byte",
+            ["tenant", "api", "stream"],
+            buckets=SECONDS_TO_MINUTES,
+            registry=r,
+        )
+        self.ttft = Histogram(
+            "gen_ai_server_time_to_first_token_seconds",
+            "Time to the first byte of the answer (the first chunk of a stream)",
+            GENAI,
+            buckets=TTFT,
+            registry=r,
+        )
+        self.per_token = Histogram(
+            "gen_ai_server_time_per_output_token_seconds",
+            "Time per output token after the first, for streams",
+            GENAI,
+            buckets=PER_TOKEN,
+            registry=r,
+        )
+        self.tokens = Histogram(
+            "gen_ai_client_token_usage",
+            "Tokens per request, input and output (gen_ai_token_type)",
+            [*GENAI, "gen_ai_token_type"],
+            buckets=TOKENS,
+            registry=r,
+        )
+        self.errors = Counter(
+            "sgw_request_errors",
+            "Requests answered with an error, by tenant and error code",
+            ["tenant", "code"],
+            registry=r,
+        )
+        self.decisions = Counter(
+            "sgw_policy_decisions",
+            "Policy decisions by tenant, result (allowed, refused, error) and deciding rule",
+            ["tenant", "result", "rule"],
+            registry=r,
+        )
+        self.policy = Info("sgw_policy", "The policy revision in force", registry=r)
+        self.reloads = Counter(
+            "sgw_policy_reloads",
+            "Policy reloads by trigger and result",
+            ["trigger", "result"],
+            registry=r,
+        )
+        self.last_reload_ok = Gauge(
+            "sgw_policy_last_reload_success", "1 if the last reload succeeded, else 0", registry=r
+        )
+        self.last_reload_ok.set(1)
+        self.failovers = Counter(
+            "sgw_failovers",
+            "Requests moved on from a deployment to the next eligible one",
+            ["deployment"],
+            registry=r,
+        )
+        self.upstream_errors = Counter(
+            "sgw_upstream_errors",
+            "Failed attempts by deployment and kind (connect, timeout, http_5xx status...)",
+            ["deployment", "kind"],
+            registry=r,
+        )
+        self.limit_refusals = Counter(
+            "sgw_limit_refusals",
+            "Requests refused by a limit, by tenant and kind",
+            ["tenant", "kind"],
+            registry=r,
+        )
+        self.audit_refusals = Counter(
+            "sgw_audit_refusals",
+            "Requests refused (503) because the audit store could not take records",
+            registry=r,
+        )
+        self.audit_records = Counter("sgw_audit_records", "Audit records committed", registry=r)
+        self.audit_batch = Histogram(
+            "sgw_audit_batch_size_records",
+            "Records per group commit",
+            buckets=BATCH,
+            registry=r,
+        )
+        self.audit_commit = Histogram(
+            "sgw_audit_commit_duration_seconds",
+            "Time to commit one batch durably",
+            buckets=COMMIT,
+            registry=r,
+        )
+
+    def watch(self, live: LiveGauges) -> None:
+        self.registry.register(_LiveCollector(live))
+
+    def audit_batch_committed(self, size: int, seconds: float) -> None:
+        self.audit_records.inc(size)
+        self.audit_batch.observe(size)
+        self.audit_commit.observe(seconds)

@@ -1,0 +1,117 @@
+"""The end of every request: its metrics and its access-log line, made from the `Exchange`.
+
+Never the key (only its id), never the prompt or the answer, no request id as a metric label.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import TYPE_CHECKING
+
+from gateway.errors import AuditUnavailable, RateLimited
+from gateway.observability.metrics import Metrics
+from gateway.policy.schema import Api
+
+if TYPE_CHECKING:
+    from gateway.proxy import Exchange
+
+access = logging.getLogger("gateway.access")
+
+OPERATIONS = {
+    Api.CHAT: "chat",
+    Api.COMPLETIONS: "text_completion",
+    Api.EMBEDDINGS: "embeddings",
+    Api.RESPONSES: "generate_content",
+}
+
+
+class RequestObserver:
+    def __init__(self, metrics: Metrics, access_log: bool) -> None:
+        self.metrics = metrics
+        self._access_log = access_log
+
+    def observe(self, exchange: Exchange) -> None:
+        m = self.metrics
+        elapsed = time.perf_counter() - exchange.started
+        tenant = m.tenant(exchange.principal.tenant)
+        model = exchange.model or ""
+        dep = exchange.deployment
+        country = jurisdiction = provider = ""
+        if dep is not None and exchange.policy is not None:
+            backend = exchange.policy.policy.catalog.backends[dep.backend]
+            country = backend.country
+            jurisdiction = backend.operator.control_chain()[-1]
+            provider = backend.provider or backend.kind.value
+        status = str(exchange.status)
+        m.requests.labels(tenant, model, dep.id if dep else "", country, jurisdiction, status).inc()
+        m.duration.labels(tenant, exchange.api.value, str(exchange.stream).lower()).observe(elapsed)
+        if exchange.error is not None:
+            # the class's code, not the instance's: upstreams cannot invent label values
+            kind = type(exchange.error)
+            m.errors.labels(tenant, kind.code or kind.type).inc()
+        result, rule = _decision(exchange)
+        m.decisions.labels(tenant, result, rule).inc()
+        for i, attempt in enumerate(exchange.attempts):
+            if attempt.outcome == "ok":
+                continue
+            m.upstream_errors.labels(attempt.deployment, attempt.outcome).inc()
+            if i + 1 < len(exchange.attempts):
+                m.failovers.labels(attempt.deployment).inc()
+        if isinstance(exchange.error, RateLimited):
+            m.limit_refusals.labels(tenant, "requests_per_minute").inc()
+        elif isinstance(exchange.error, AuditUnavailable):
+            m.audit_refusals.inc()
+        if dep is not None:
+            genai = (OPERATIONS[exchange.api], provider, model)
+            if exchange.first_byte_s is not None:
+                m.ttft.labels(*genai).observe(exchange.first_byte_s)
+            usage = exchange.usage
+            if usage is not None:
+                m.tokens.labels(*genai, "input").observe(usage.prompt_tokens)
+                m.tokens.labels(*genai, "output").observe(usage.completion_tokens)
+                if exchange.stream and usage.completion_tokens > 1 and exchange.first_byte_s:
+                    per_token = (elapsed - exchange.first_byte_s) / (usage.completion_tokens - 1)
+                    m.per_token.labels(*genai).observe(max(per_token, 0.0))
+        if self._access_log:
+            usage = exchange.usage
+            access.info(
+                "request",
+                extra={
+                    "event": "request",
+                    "request_id": exchange.request_id,
+                    "decision_id": exchange.decision_id,
+                    "tenant": exchange.principal.tenant,
+                    "key_id": exchange.principal.key_id,
+                    "api": exchange.api.value,
+                    "model": exchange.model,
+                    "stream": exchange.stream,
+                    "decision": result,
+                    "rule": rule or None,
+                    "deployment": dep.id if dep else None,
+                    "country": country or None,
+                    "status": exchange.status,
+                    "duration_ms": round(elapsed * 1000, 2),
+                    "first_byte_ms": (
+                        round(exchange.first_byte_s * 1000, 2) if exchange.first_byte_s else None
+                    ),
+                    "attempts": len(exchange.attempts),
+                    "prompt_tokens": usage.prompt_tokens if usage else None,
+                    "completion_tokens": usage.completion_tokens if usage else None,
+                    "error": exchange.error.code if exchange.error else None,
+                },
+            )
+
+
+def _decision(exchange: Exchange) -> tuple[str, str]:
+    """(allowed | refused | error, the deciding rule) for the decisions metric."""
+    route = exchange.route
+    if route is None:
+        return "error", (exchange.error.code or "") if exchange.error else ""
+    if route.eligible:
+        return "allowed", ""
+    for candidate in route.candidates:
+        failures = candidate.failures()
+        if failures:
+            return "refused", failures[0].rule
+    return "refused", "no_deployment"
