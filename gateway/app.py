@@ -30,7 +30,9 @@ from gateway.policy.compile import Route
 from gateway.policy.holder import PolicyHolder, ReloadResult
 from gateway.policy.reloader import PolicyReloader
 from gateway.proxy import Proxy
+from gateway.routing.health import HealthTracker
 from gateway.routing.load import LoadTracker
+from gateway.routing.monitor import BackendMonitor
 from gateway.routing.select import PriorityLeastLoaded
 from gateway.settings import Settings
 from gateway.upstream.openai_compatible import Timeouts
@@ -67,9 +69,30 @@ def build_components(settings: Settings) -> Components:
             limiter.check(principal.tenant, per_minute, time.monotonic())
 
     load = LoadTracker()
+    health = HealthTracker(
+        settings.outlier_consecutive_failures,
+        settings.outlier_base_ejection_s,
+        settings.outlier_max_ejection_s,
+        on_ejection=lambda e: metrics.ejections.labels(e.deployment).inc(),
+    )
+    monitor = BackendMonitor(
+        lambda: policy.current,
+        health,
+        load,
+        settings.health_probe_interval_s,
+        settings.vllm_metrics_interval_s,
+        settings.health_probe_timeout_s,
+    )
     audit = build_audit(settings, metrics.audit_batch_committed)
     observer = RequestObserver(metrics, settings.access_log)
-    metrics.watch(LiveGauges(outstanding=load.snapshot, audit=lambda: _audit_gauges(audit)))
+    metrics.watch(
+        LiveGauges(
+            outstanding=load.snapshot,
+            audit=lambda: _audit_gauges(audit),
+            healthy=lambda: health.snapshot(policy.current.policy.catalog.deployments),
+            vllm=load.vllm_snapshot,
+        )
+    )
     proxy = Proxy(
         policy,
         upstreams,
@@ -79,9 +102,13 @@ def build_components(settings: Settings) -> Components:
         check_limits,
         audit,
         observer.observe,
+        health,
+        settings.request_deadline_s,
     )
     reloader = PolicyReloader(policy, settings.policy_watch_interval_s)
-    return Components(settings, keys, policy, reloader, upstreams, proxy, audit, metrics)
+    return Components(
+        settings, keys, policy, reloader, upstreams, proxy, audit, metrics, health, monitor
+    )
 
 
 def _audit_gauges(audit: AuditLog) -> dict[str, float] | None:
@@ -104,12 +131,14 @@ def create_app(settings: Settings) -> FastAPI:
         if parts.audit.writer is not None:
             await parts.audit.writer.start()
         parts.reloader.start()
+        parts.monitor.start()
         parts.ready = True
         try:
             yield
         finally:
             parts.ready = False
             await parts.reloader.stop()
+            await parts.monitor.stop()
             await parts.audit.drain()
             if parts.audit.writer is not None:
                 await parts.audit.writer.stop()

@@ -12,6 +12,8 @@ from gateway.observability.metrics import Metrics
 from gateway.policy.holder import PolicyHolder
 from gateway.policy.reloader import PolicyReloader
 from gateway.proxy import Proxy
+from gateway.routing.health import HealthTracker
+from gateway.routing.monitor import BackendMonitor
 from gateway.settings import Settings
 from gateway.upstream.registry import Upstreams
 
@@ -26,6 +28,8 @@ class Components:
     proxy: Proxy
     audit: AuditLog
     metrics: Metrics
+    health: HealthTracker
+    monitor: BackendMonitor
     ready: bool = False
 
 

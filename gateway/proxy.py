@@ -25,10 +25,12 @@ from gateway.errors import (
     NotImplementedByUpstream,
     PolicyViolation,
     UpstreamStatusError,
+    UpstreamTimeout,
 )
 from gateway.policy.compile import CompiledPolicy, Route
 from gateway.policy.holder import PolicyHolder
 from gateway.policy.schema import Api, Deployment
+from gateway.routing.health import HealthTracker
 from gateway.routing.load import LoadTracker
 from gateway.routing.select import PriorityLeastLoaded
 from gateway.upstream.base import Upstream, UpstreamStream
@@ -87,6 +89,8 @@ class Proxy:
         check_limits: Callable[[Principal, Route], None],
         audit: AuditLog,
         observe: Callable[[Exchange], None],
+        health: HealthTracker,
+        deadline_s: float,
     ) -> None:
         self._policy = policy
         self._upstreams = upstreams
@@ -96,6 +100,8 @@ class Proxy:
         self._check_limits = check_limits
         self._audit = audit
         self._observe = observe
+        self._health = health
+        self._deadline_s = deadline_s
 
     def plan(self, exchange: Exchange, body: bytes, data_class: str | None) -> dict[str, Any]:
         """Parse the few fields needed, decide under policy, and return the parsed body."""
@@ -133,27 +139,16 @@ class Proxy:
         return data
 
     async def forward(self, exchange: Exchange, data: dict[str, Any]) -> Response:
-        assert exchange.route is not None
-        api = exchange.api
         policy = exchange.policy
         assert policy is not None
-        backends = policy.policy.catalog.backends
-        eligible = [d for d in exchange.route.eligible if api in backends[d.backend].apis]
-        if not eligible:
-            raise NotImplementedByUpstream(
-                f"No deployment allowed for {exchange.model!r} supports /v1{UPSTREAM_PATHS[api]}",
-                param="model",
-            )
-        strip_usage = False
-        if exchange.stream and api in (Api.CHAT, Api.COMPLETIONS):
-            options = data.get("stream_options")
-            options = dict(options) if isinstance(options, dict) else {}
-            if options.get("include_usage") is not True:
-                strip_usage = True
-                options["include_usage"] = True
-            data["stream_options"] = options
+        healthy = self._healthy_candidates(exchange)
+        strip_usage = _ask_for_usage(exchange, data)
         last_error: GatewayError | None = None
-        for dep in self._selector.order(eligible)[: self._max_attempts]:
+        deadline = exchange.started + self._deadline_s
+        for dep in self._selector.order(healthy)[: self._max_attempts]:
+            if time.perf_counter() >= deadline:
+                exchange.attempts.append(Attempt(dep.id, "deadline_exceeded", 0.0))
+                break
             if not self._still_eligible(exchange, dep):
                 exchange.attempts.append(Attempt(dep.id, "ineligible_after_reload", 0.0))
                 continue
@@ -171,15 +166,23 @@ class Proxy:
                 else:
                     response = await self._send(exchange, dep, upstream, body)
             except GatewayError as exc:
-                exchange.attempts.append(
-                    Attempt(dep.id, _outcome(exc), time.perf_counter() - began)
-                )
+                outcome = _outcome(exc)
+                exchange.attempts.append(Attempt(dep.id, outcome, time.perf_counter() - began))
+                if _counts_against_health(outcome):
+                    self._health.failure(dep.id, outcome)
                 last_error = exc
                 if isinstance(exc, UpstreamStatusError) and not exc.retryable:
                     raise
                 continue
-            exchange.attempts.append(Attempt(dep.id, "ok", time.perf_counter() - began))
+            took = time.perf_counter() - began
+            exchange.attempts.append(Attempt(dep.id, "ok", took))
+            self._health.success(dep.id)
+            self._load.record_latency(dep.id, took)
             return response
+        if last_error is None and any(a.outcome == "deadline_exceeded" for a in exchange.attempts):
+            raise UpstreamTimeout(
+                f"The request's overall deadline of {self._deadline_s:g} s passed", param="model"
+            )
         if last_error is None:
             raise PolicyViolation(
                 f"The policy changed during this request (now {self._policy.current.revision}) "
@@ -189,6 +192,33 @@ class Proxy:
                 details={"decision_id": exchange.decision_id},
             )
         raise last_error
+
+    def _healthy_candidates(self, exchange: Exchange) -> list[Deployment]:
+        """The eligible deployments that serve this API and are healthy now; raises if none."""
+        assert exchange.route is not None and exchange.policy is not None
+        api = exchange.api
+        backends = exchange.policy.policy.catalog.backends
+        eligible = [d for d in exchange.route.eligible if api in backends[d.backend].apis]
+        if not eligible:
+            raise NotImplementedByUpstream(
+                f"No deployment allowed for {exchange.model!r} supports /v1{UPSTREAM_PATHS[api]}",
+                param="model",
+            )
+        problems = {d.id: self._health.problem(d) for d in eligible}
+        healthy = [d for d in eligible if problems[d.id] is None]
+        if not healthy:
+            raise NoHealthyBackend(
+                f"No eligible deployment of {exchange.model!r} is healthy: "
+                + "; ".join(f"{dep}: {why}" for dep, why in problems.items()),
+                param="model",
+                details={
+                    "decision_id": exchange.decision_id,
+                    "deployments": [
+                        {"deployment": dep, "reason": why} for dep, why in problems.items()
+                    ],
+                },
+            )
+        return healthy
 
     async def finish(self, exchange: Exchange) -> None:
         """Commit the audit record, then count and log the request with its final status."""
@@ -353,6 +383,25 @@ def _usage_of(body: bytes) -> Usage | None:
     except orjson.JSONDecodeError:
         return None
     return Usage.from_json(data.get("usage")) if isinstance(data, dict) else None
+
+
+def _ask_for_usage(exchange: Exchange, data: dict[str, Any]) -> bool:
+    """Ask a stream for its usage chunk; True when the client did not, so it is stripped."""
+    if not exchange.stream or exchange.api not in (Api.CHAT, Api.COMPLETIONS):
+        return False
+    options = data.get("stream_options")
+    options = dict(options) if isinstance(options, dict) else {}
+    strip = options.get("include_usage") is not True
+    options["include_usage"] = True
+    data["stream_options"] = options
+    return strip
+
+
+def _counts_against_health(outcome: str) -> bool:
+    """Connect errors, timeouts and 5xx count towards ejection; 4xx and 429 do not."""
+    return outcome in ("upstream_connect_error", "upstream_timeout", "upstream_error") or (
+        outcome.startswith("http_5")
+    )
 
 
 def _outcome(exc: GatewayError) -> str:

@@ -40,6 +40,18 @@ class Settings(BaseSettings):
     request_deadline_s: float = Field(default=600.0, gt=0)
     max_attempts: int = Field(default=3, ge=1)
     pool_size_per_backend: int = Field(default=256, ge=1)
+    health_probe_interval_s: float = Field(
+        default=5.0, ge=0, description="active probes of every backend; 0: off"
+    )
+    health_probe_timeout_s: float = Field(default=2.0, gt=0)
+    vllm_metrics_interval_s: float = Field(
+        default=2.0, ge=0, description="read vLLM backends' /metrics for load; 0: off"
+    )
+    outlier_consecutive_failures: int = Field(
+        default=5, ge=1, description="connect errors, timeouts or 5xx in a row that eject"
+    )
+    outlier_base_ejection_s: float = Field(default=5.0, gt=0)
+    outlier_max_ejection_s: float = Field(default=300.0, gt=0)
     metrics_path: str = Field(default="/metrics", pattern=r"^/[a-z0-9/_-]*$")
     metrics_token: SecretStr | None = Field(
         default=None, description="if set, /metrics needs 'Authorization: Bearer <token>'"

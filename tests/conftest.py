@@ -15,6 +15,9 @@ GATEWAY_SETTINGS = {
     "idle_timeout_s": 2.0,
     "log_level": "warning",
     "audit_checkpoint_interval_s": 0.5,
+    # tests here make backends fail on purpose; health is tested with its own gateway
+    "health_probe_interval_s": 0,
+    "outlier_consecutive_failures": 1000,
 }
 
 

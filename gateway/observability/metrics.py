@@ -17,6 +17,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from gateway.routing.load import VLLMLoad
+
 SECONDS_TO_MINUTES = (
     0.005,
     0.01,
@@ -68,6 +70,8 @@ class LiveGauges:
 
     outstanding: Callable[[], dict[str, int]]
     audit: Callable[[], dict[str, float] | None]
+    healthy: Callable[[], dict[str, bool]]
+    vllm: Callable[[], dict[str, VLLMLoad]]
 
 
 class _LiveCollector(Collector):
@@ -83,6 +87,27 @@ class _LiveCollector(Collector):
         for deployment, count in sorted(self._live.outstanding().items()):
             outstanding.add_metric([deployment], count)
         yield outstanding
+        health = GaugeMetricFamily(
+            "sgw_deployment_healthy",
+            "1 if a deployment may be used now (probe up, not ejected), else 0",
+            labels=["deployment"],
+        )
+        for deployment, up in sorted(self._live.healthy().items()):
+            health.add_metric([deployment], 1.0 if up else 0.0)
+        yield health
+        vllm = {
+            name: GaugeMetricFamily(name, text, labels=["backend"])
+            for name, text in (
+                ("sgw_vllm_num_requests_running", "Requests running, last read from vLLM"),
+                ("sgw_vllm_num_requests_waiting", "Requests queued, last read from vLLM"),
+                ("sgw_vllm_kv_cache_usage_ratio", "KV-cache use (0 to 1), last read from vLLM"),
+            )
+        }
+        for backend, load in sorted(self._live.vllm().items()):
+            vllm["sgw_vllm_num_requests_running"].add_metric([backend], load.running)
+            vllm["sgw_vllm_num_requests_waiting"].add_metric([backend], load.waiting)
+            vllm["sgw_vllm_kv_cache_usage_ratio"].add_metric([backend], load.kv_cache_usage)
+        yield from vllm.values()
         audit = self._live.audit()
         if audit is None:
             return
@@ -161,6 +186,12 @@ class Metrics:
             "sgw_policy_last_reload_success", "1 if the last reload succeeded, else 0", registry=r
         )
         self.last_reload_ok.set(1)
+        self.ejections = Counter(
+            "sgw_deployment_ejections",
+            "Times a deployment was ejected after failures in a row",
+            ["deployment"],
+            registry=r,
+        )
         self.failovers = Counter(
             "sgw_failovers",
             "Requests moved on from a deployment to the next eligible one",

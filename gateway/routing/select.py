@@ -1,5 +1,8 @@
-"""Order eligible deployments for attempts: priority tiers first, then least load per weight.
+"""Order eligible deployments for attempts: priority tiers first, then least load per weight,
+then the lower latency average, then turn by turn.
 
+Load is this gateway's outstanding requests, or for a vLLM backend whose `/metrics` was read,
+the larger of those and the requests it runs, plus its queue, plus a penalty as its KV cache fills.
 The result is a permutation of (a subset of) the eligible deployments given: selection can only
 narrow and order, never widen, which is what keeps failover inside policy.
 """
@@ -12,11 +15,21 @@ from itertools import count
 from gateway.policy.schema import Deployment
 from gateway.routing.load import LoadTracker
 
+KV_CACHE_PENALTY = 4.0  # a full KV cache weighs like four queued requests
+
 
 class PriorityLeastLoaded:
     def __init__(self, load: LoadTracker) -> None:
         self._load = load
         self._turn = count()
+
+    def score(self, dep: Deployment) -> float:
+        outstanding = float(self._load.outstanding(dep.id))
+        vllm = self._load.vllm(dep.backend)
+        if vllm is None:
+            return outstanding / dep.weight
+        busy = max(outstanding, vllm.running) + vllm.waiting
+        return (busy + KV_CACHE_PENALTY * vllm.kv_cache_usage) / dep.weight
 
     def order(self, eligible: Sequence[Deployment]) -> list[Deployment]:
         if len(eligible) <= 1:
@@ -24,8 +37,9 @@ class PriorityLeastLoaded:
         turn = next(self._turn)
         n = len(eligible)
 
-        def key(item: tuple[int, Deployment]) -> tuple[int, float, int]:
+        def key(item: tuple[int, Deployment]) -> tuple[int, float, float, int]:
             i, dep = item
-            return (dep.priority, self._load.outstanding(dep.id) / dep.weight, (i + turn) % n)
+            latency = round(self._load.latency(dep.id), 2)  # 10 ms steps: noise is a tie
+            return (dep.priority, self.score(dep), latency, (i + turn) % n)
 
         return [dep for _, dep in sorted(enumerate(eligible), key=key)]

@@ -382,10 +382,11 @@ class _Handlers:
             ("vllm:num_requests_waiting", "gauge", cfg.waiting),
             ("vllm:kv_cache_usage_perc", "gauge", cfg.kv_cache_usage),
         ):
+            # one engine, as a vLLM server has per data-parallel rank; its figures are the
+            # server's, whatever model a request named
+            model = sorted(self.state.models)[0] if self.state.models else ""
             lines.append(f"# TYPE {metric} {kind}")
-            lines += [
-                f'{metric}{{engine="0",model_name="{m}"}} {float(value)}' for m in self.state.models
-            ]
+            lines.append(f'{metric}{{engine="0",model_name="{model}"}} {float(value)}')
         return web.Response(text="\n".join(lines) + "\n", content_type="text/plain")
 
     async def get_config(self, request: web.Request) -> web.Response:
