@@ -105,8 +105,14 @@ class Backend(Strict):
     apis: list[Api] = [Api.CHAT, Api.COMPLETIONS, Api.EMBEDDINGS]
     metrics_url: HttpUrl | None = Field(default=None, description="vLLM /metrics, for load")
     provider: str | None = Field(
-        default=None, description="litellm provider prefix, e.g. anthropic"
+        default=None, description="litellm provider prefix, e.g. anthropic, azure, bedrock"
     )
+    api_key_env: str | None = Field(
+        default=None,
+        pattern=r"^[A-Z_][A-Z0-9_]*$",
+        description="name of the environment variable holding this backend's API key",
+    )
+    api_version: str | None = Field(default=None, description="e.g. Azure OpenAI's api-version")
     description: str = ""
 
 

@@ -7,6 +7,7 @@ named. Only URLs from the catalog are ever reached: clients cannot name an upstr
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 
 from gateway.errors import NotImplementedByUpstream
@@ -31,9 +32,22 @@ class Upstreams:
         return client
 
     def _make(self, name: str, backend: Backend) -> Upstream:
+        # the key itself never sits in the catalog: the catalog names the variable holding it
+        key = os.environ.get(backend.api_key_env) if backend.api_key_env else None
         if backend.kind in (BackendKind.VLLM, BackendKind.OPENAI_COMPATIBLE):
             return OpenAICompatibleUpstream(
-                name, str(backend.base_url), self._timeouts, self._pool_size
+                name, str(backend.base_url), self._timeouts, self._pool_size, api_key=key
+            )
+        if backend.kind is BackendKind.LITELLM and backend.provider:
+            from gateway.upstream.litellm_provider import LiteLLMUpstream
+
+            return LiteLLMUpstream(
+                name,
+                backend.provider,
+                str(backend.base_url),
+                key,
+                backend.api_version,
+                self._timeouts.first_byte_s,
             )
         raise NotImplementedByUpstream(
             f"backend {name} is of kind {backend.kind.value}, which this gateway cannot reach yet"
