@@ -1,0 +1,115 @@
+"""A fault-injecting TCP proxy for tests: it sits between the gateway and a backend and can delay,
+blackhole (accept and never answer), refuse, or reset a connection after some bytes of the answer.
+
+Run it inside a test with `FaultProxy(target_port).running()`; change `mode` at any time; read
+`open_connections` to check that nothing is left open.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import struct
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+
+@dataclass
+class Mode:
+    kind: str = "pass"  # pass | delay | blackhole | refuse | reset
+    delay_s: float = 0.0
+    reset_after_bytes: int = 0
+
+
+class FaultProxy:
+    def __init__(self, target_port: int, listen_port: int) -> None:
+        self.target_port = target_port
+        self.port = listen_port
+        self.mode = Mode()
+        self.open_connections = 0
+        self.accepted = 0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._server: asyncio.Server | None = None
+
+    @contextlib.contextmanager
+    def running(self) -> Iterator[FaultProxy]:
+        ready = threading.Event()
+        thread = threading.Thread(target=self._run, args=(ready,), daemon=True)
+        thread.start()
+        ready.wait(10)
+        try:
+            yield self
+        finally:
+            if self._loop is not None:
+                self._loop.call_soon_threadsafe(self._loop.stop)
+            thread.join(10)
+
+    def _run(self, ready: threading.Event) -> None:
+        loop = asyncio.new_event_loop()
+        self._loop = loop
+        self._server = loop.run_until_complete(
+            asyncio.start_server(self._handle, "127.0.0.1", self.port)
+        )
+        ready.set()
+        loop.run_forever()
+        self._server.close()
+        loop.close()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.accepted += 1
+        self.open_connections += 1
+        mode = self.mode
+        try:
+            if mode.kind == "refuse":
+                _reset(writer)
+                return
+            if mode.kind == "blackhole":
+                await reader.read()  # until the client gives up and closes
+                return
+            if mode.kind == "delay":
+                await asyncio.sleep(mode.delay_s)
+            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
+            try:
+                await asyncio.gather(
+                    _pipe(reader, up_writer, None),
+                    _pipe(
+                        up_reader, writer, mode.reset_after_bytes if mode.kind == "reset" else None
+                    ),
+                )
+            finally:
+                up_writer.close()
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            self.open_connections -= 1
+            with contextlib.suppress(Exception):
+                writer.close()
+
+
+async def _pipe(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, reset_after: int | None
+) -> None:
+    sent = 0
+    try:
+        while data := await reader.read(65536):
+            if reset_after is not None and sent + len(data) >= reset_after:
+                writer.write(data[: max(0, reset_after - sent)])
+                await writer.drain()
+                _reset(writer)
+                return
+            writer.write(data)
+            await writer.drain()
+            sent += len(data)
+    finally:
+        with contextlib.suppress(Exception):
+            writer.write_eof()
+
+
+def _reset(writer: asyncio.StreamWriter) -> None:
+    """Close with a TCP RST rather than a FIN, as a crashed peer or a middlebox would."""
+    sock = writer.get_extra_info("socket")
+    if sock is not None:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    writer.transport.abort()
