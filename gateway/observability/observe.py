@@ -73,7 +73,7 @@ class RequestObserver:
                 if exchange.stream and usage.completion_tokens > 1 and exchange.first_byte_s:
                     per_token = (elapsed - exchange.first_byte_s) / (usage.completion_tokens - 1)
                     m.per_token.labels(*genai).observe(max(per_token, 0.0))
-        if self._access_log:
+        if self._access_log and access.isEnabledFor(logging.INFO):
             usage = exchange.usage
             access.info(
                 "request",
