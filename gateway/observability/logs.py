@@ -13,7 +13,9 @@ from typing import Any
 
 import orjson
 
-STANDARD = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "color_message"}
+STANDARD = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "color_message"}
+# litellm's redaction filter marks every record it has seen; the mark is not a field of ours
+FOREIGN_PREFIXES = ("_", "litellm_")
 
 
 class JsonFormatter(logging.Formatter):
@@ -27,7 +29,7 @@ class JsonFormatter(logging.Formatter):
             "message": record.getMessage(),
         }
         for key, value in record.__dict__.items():
-            if key not in STANDARD and not key.startswith("_"):
+            if key not in STANDARD and not key.startswith(FOREIGN_PREFIXES):
                 document[key] = value
         if record.exc_info:
             document["exception"] = self.formatException(record.exc_info)

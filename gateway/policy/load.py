@@ -12,6 +12,7 @@ import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, TypeVar
 
 import yaml
@@ -20,6 +21,7 @@ from pydantic import BaseModel, ValidationError
 from gateway.policy.iso3166 import ISO_3166_ALPHA2
 from gateway.policy.schema import (
     GROUP_PATTERN,
+    Backend,
     Catalog,
     CountryGroup,
     GroupsFile,
@@ -269,6 +271,23 @@ def _flatten_groups(
     return flat
 
 
+# what each litellm provider needs besides its URL, so that a request never fails for want of it
+PROVIDER_NEEDS = MappingProxyType({"bedrock": ("region",), "vertex_ai": ("region", "project")})
+
+
+def _check_provider(
+    backend: Backend, src: _Source, base: tuple[str, ...], problems: list[Problem]
+) -> None:
+    if not backend.provider:
+        problems.append(_at(src, (*base, "provider"), "a litellm backend needs `provider`"))
+        return
+    for needed in PROVIDER_NEEDS.get(backend.provider, ()):
+        if getattr(backend, needed) is None:
+            problems.append(
+                _at(src, (*base, needed), f"a {backend.provider} backend needs `{needed}`")
+            )
+
+
 def _check_catalog(catalog: Catalog, src: _Source, problems: list[Problem]) -> None:
     for name, backend in catalog.backends.items():
         base = ("backends", name)
@@ -281,8 +300,8 @@ def _check_catalog(catalog: Catalog, src: _Source, problems: list[Problem]) -> N
         for loc, code in zip(chain, backend.operator.control_chain(), strict=True):
             if code not in ISO_3166_ALPHA2:
                 problems.append(_at(src, (*base, *loc), f"{code!r} is not ISO 3166-1"))
-        if backend.kind == "litellm" and not backend.provider:
-            problems.append(_at(src, (*base, "provider"), "a litellm backend needs `provider`"))
+        if backend.kind == "litellm":
+            _check_provider(backend, src, base, problems)
     for name, model in catalog.models.items():
         origin = model.developer_country
         if origin is not None and origin not in ISO_3166_ALPHA2:

@@ -12,7 +12,15 @@ import re
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, HttpUrl, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    HttpUrl,
+    StringConstraints,
+    model_validator,
+)
 
 NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,62}$"
 GROUP_PATTERN = re.compile(r"^[A-Z][A-Z0-9_]{1,31}$")
@@ -48,6 +56,18 @@ class BackendKind(StrEnum):
     VLLM = "vllm"
     OPENAI_COMPATIBLE = "openai_compatible"
     LITELLM = "litellm"
+
+
+class ProviderCredential(StrEnum):
+    """Credentials a litellm provider takes besides an API key; values come from the environment."""
+
+    AWS_ACCESS_KEY_ID = "aws_access_key_id"
+    AWS_SECRET_ACCESS_KEY = "aws_secret_access_key"  # noqa: S105 - a parameter's name
+    AWS_SESSION_TOKEN = "aws_session_token"  # noqa: S105 - a parameter's name
+    VERTEX_CREDENTIALS = "vertex_credentials"  # a service-account JSON, or the path to one
+
+
+EnvName = Annotated[str, StringConstraints(pattern=r"^[A-Z_][A-Z0-9_]*$")]
 
 
 class Api(StrEnum):
@@ -107,12 +127,21 @@ class Backend(Strict):
     provider: str | None = Field(
         default=None, description="litellm provider prefix, e.g. anthropic, azure, bedrock"
     )
-    api_key_env: str | None = Field(
+    api_key_env: EnvName | None = Field(
         default=None,
-        pattern=r"^[A-Z_][A-Z0-9_]*$",
         description="name of the environment variable holding this backend's API key",
     )
     api_version: str | None = Field(default=None, description="e.g. Azure OpenAI's api-version")
+    region: str | None = Field(
+        default=None,
+        pattern=r"^[a-z0-9-]+$",
+        description="the provider's region: AWS Bedrock's region, Vertex AI's location",
+    )
+    project: str | None = Field(default=None, description="Vertex AI's Google Cloud project")
+    credentials_env: dict[ProviderCredential, EnvName] = Field(
+        default={},
+        description="provider credentials, each read from the environment variable named here",
+    )
     description: str = ""
 
 

@@ -11,6 +11,7 @@ as `api_base`.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import AsyncIterator
 from typing import Any
@@ -23,6 +24,7 @@ from gateway.errors import (
     UpstreamStatusError,
     UpstreamTimeout,
 )
+from gateway.policy.schema import Backend
 from gateway.upstream.base import UpstreamReply
 
 CHAT_PARAMS = (
@@ -30,6 +32,7 @@ CHAT_PARAMS = (
     "presence_penalty", "frequency_penalty", "tools", "tool_choice", "response_format", "user",
     "logit_bias", "parallel_tool_calls", "stream_options",
 )  # fmt: skip
+EMBEDDING_PARAMS = ("encoding_format", "dimensions", "user")
 MESSAGE_KEYS = ("role", "content", "tool_calls", "refusal")
 
 
@@ -42,33 +45,60 @@ def _litellm() -> Any:
     return litellm
 
 
+def provider_args(base_url: str, backend: Backend) -> tuple[dict[str, str], dict[str, str]]:
+    """litellm's arguments for a backend: fixed values, and values read from named variables.
+
+    The catalog's URL is the only endpoint: Bedrock's runtime endpoint is pinned to it too, so an
+    `AWS_BEDROCK_RUNTIME_ENDPOINT` in the environment cannot send traffic elsewhere.
+    """
+    fixed: dict[str, str] = {"api_base": base_url}
+    if backend.api_version:
+        fixed["api_version"] = backend.api_version
+    if backend.provider == "bedrock":
+        fixed["aws_bedrock_runtime_endpoint"] = base_url
+        if backend.region:
+            fixed["aws_region_name"] = backend.region
+    elif backend.provider == "vertex_ai":
+        if backend.region:
+            fixed["vertex_location"] = backend.region
+        if backend.project:
+            fixed["vertex_project"] = backend.project
+    elif not backend.api_key_env:
+        # never let litellm pick up a provider key from the ambient environment
+        fixed["api_key"] = "unused"
+    from_env = {str(k): v for k, v in backend.credentials_env.items()}
+    if backend.api_key_env:
+        from_env["api_key"] = backend.api_key_env
+    return fixed, from_env
+
+
 class LiteLLMUpstream:
-    def __init__(
-        self,
-        name: str,
-        provider: str,
-        base_url: str,
-        api_key: str | None,
-        api_version: str | None,
-        timeout_s: float,
-    ) -> None:
+    def __init__(self, name: str, backend: Backend, timeout_s: float) -> None:
+        if not backend.provider:
+            raise ValueError(f"backend {name} has no litellm provider")
         self.name = name
-        self._provider = provider
-        self._base = base_url.rstrip("/")
-        self._key = api_key
-        self._version = api_version
+        self._provider = backend.provider
+        self._fixed, self._from_env = provider_args(str(backend.base_url).rstrip("/"), backend)
         self._timeout = timeout_s
 
     def _call_args(self, data: dict[str, Any]) -> dict[str, Any]:
         args: dict[str, Any] = {
+            **self._fixed,
             "model": f"{self._provider}/{data['model']}",
-            "api_base": self._base,
-            "api_key": self._key or "unused",
             "timeout": self._timeout,
             "num_retries": 0,  # failover is the gateway's, inside the tenant's eligible set
         }
-        if self._version:
-            args["api_version"] = self._version
+        for param, variable in self._from_env.items():
+            value = os.environ.get(variable)
+            if not value:
+                logging.getLogger("gateway.upstream").error(
+                    "backend credential missing",
+                    extra={"backend": self.name, "variable": variable},
+                )
+                raise UpstreamError(
+                    f"backend {self.name} is not configured", code="upstream_misconfigured"
+                )
+            args[param] = value
         return args
 
     async def send(self, path: str, body: bytes) -> UpstreamReply:
@@ -81,7 +111,11 @@ class LiteLLMUpstream:
                 )
                 payload = normalise_completion(result.model_dump())
             elif path == "/embeddings":
-                result = await litellm.aembedding(input=data["input"], **self._call_args(data))
+                result = await litellm.aembedding(
+                    input=data["input"],
+                    **self._call_args(data),
+                    **{k: data[k] for k in EMBEDDING_PARAMS if k in data},
+                )
                 payload = normalise_embeddings(result.model_dump())
             else:
                 raise NotImplementedByUpstream(f"{self.name} (litellm) does not serve /v1{path}")

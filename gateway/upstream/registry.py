@@ -41,14 +41,7 @@ class Upstreams:
         if backend.kind is BackendKind.LITELLM and backend.provider:
             from gateway.upstream.litellm_provider import LiteLLMUpstream
 
-            return LiteLLMUpstream(
-                name,
-                backend.provider,
-                str(backend.base_url),
-                key,
-                backend.api_version,
-                self._timeouts.first_byte_s,
-            )
+            return LiteLLMUpstream(name, backend, self._timeouts.first_byte_s)
         raise NotImplementedByUpstream(
             f"backend {name} is of kind {backend.kind.value}, which this gateway cannot reach yet"
         )

@@ -90,3 +90,32 @@ def test_expired_attestation_counts_as_absent(policies: Path) -> None:
     assert "expired 2026-12-10" in result.results[0].reason
     # compiled tables know when they go stale
     assert CompiledPolicy(policy, dt.date(2026, 12, 9)).valid_until == dt.date(2026, 12, 10)
+
+
+def test_provider_backends_name_what_they_need(policies: Path) -> None:
+    path = policies / "catalog.yaml"
+    text = path.read_text()
+    block = "  bedrock-frankfurt:                 # AWS Bedrock, eu-central-1\n    kind: openai_compatible\n"
+    assert block in text
+    path.write_text(
+        text.replace(
+            block,
+            "  bedrock-frankfurt:\n    kind: litellm\n    provider: bedrock\n"
+            "    credentials_env: {aws_secret: AWS_SECRET_ACCESS_KEY}\n",
+        )
+    )
+    lines = path.read_text().splitlines()
+    first = next(i for i, t in enumerate(lines, 1) if "credentials_env" in t)
+    problems = _problems(policies)
+    assert problems == [
+        f"catalog.yaml:{first}: error: backends.bedrock-frankfurt.credentials_env.aws_secret.[key]: "
+        "Input should be 'aws_access_key_id', 'aws_secret_access_key', 'aws_session_token' or "
+        "'vertex_credentials'"
+    ]
+    path.write_text(path.read_text().replace("{aws_secret: ", "{aws_secret_access_key: "))
+    [problem] = _problems(policies)
+    backend = next(i for i, t in enumerate(lines, 1) if t.startswith("  bedrock-frankfurt:"))
+    assert problem == (  # a missing field is reported at the backend that lacks it
+        f"catalog.yaml:{backend}: error: backends.bedrock-frankfurt.region: "
+        "a bedrock backend needs `region`"
+    )

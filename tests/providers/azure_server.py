@@ -1,13 +1,16 @@
 """A small server speaking Azure OpenAI's wire format: deployment URLs, `api-version`, `api-key`.
 
 POST /openai/deployments/{deployment}/chat/completions?api-version=... answers in OpenAI's JSON
-or SSE (with the usage chunk when asked), and refuses a missing api-version or api-key the way
+or SSE (with the usage chunk when asked); .../embeddings answers vectors, as floats or base64;
+it refuses a missing api-version or api-key the way
 Azure does. GET /_control returns what was received.
 """
 
 from __future__ import annotations
 
+import base64
 import json
+import struct
 import sys
 import time
 from typing import Any
@@ -89,6 +92,34 @@ class Azure:
         await response.write_eof()
         return response
 
+    async def embeddings(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        self.received.append(
+            {
+                "path": request.path,
+                "query": dict(request.query),
+                "api_key": request.headers.get("api-key"),
+                "body": body,
+            }
+        )
+        inputs = body["input"] if isinstance(body["input"], list) else [body["input"]]
+        data = []
+        for i, text in enumerate(inputs):
+            vector = [round(0.125 * (len(str(text)) + k), 3) for k in range(8)]
+            encoded: Any = vector
+            if body.get("encoding_format") == "base64":
+                encoded = base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
+            data.append({"object": "embedding", "index": i, "embedding": encoded})
+        tokens = sum(len(str(t).split()) for t in inputs)
+        return web.json_response(
+            {
+                "object": "list",
+                "data": data,
+                "model": "text-embedding-3-small",
+                "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+            }
+        )
+
     async def control(self, request: web.Request) -> web.Response:
         return web.json_response({"received": self.received})
 
@@ -97,6 +128,7 @@ def make_app() -> web.Application:
     sim = Azure()
     app = web.Application()
     app.router.add_post("/openai/deployments/{deployment}/chat/completions", sim.chat)
+    app.router.add_post("/openai/deployments/{deployment}/embeddings", sim.embeddings)
     app.router.add_get("/_control", sim.control)
     return app
 
