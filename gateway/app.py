@@ -17,6 +17,7 @@ from starlette.responses import Response
 
 from gateway.api import admin, audit, health, metrics, openai
 from gateway.api.json import json_response
+from gateway.api.proxied import ProxiedRoutes
 from gateway.asgi.request_id import RequestIdMiddleware
 from gateway.audit.log import AuditLog
 from gateway.audit.setup import build_audit
@@ -160,6 +161,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.add_exception_handler(GatewayError, _gateway_error)
     app.add_exception_handler(HTTPException, _http_error)
     app.add_middleware(RequestIdMiddleware)
+    app.add_middleware(ProxiedRoutes, parts=parts)  # outermost: the hot routes skip the framework
     return app
 
 

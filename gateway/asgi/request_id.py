@@ -11,6 +11,16 @@ _ACCEPTABLE = re.compile(rb"^[A-Za-z0-9._:-]{1,128}$")
 HEADER = b"x-request-id"
 
 
+def request_id_of(scope: Scope) -> str:
+    """The client's `x-request-id` when it is acceptable, else a new one."""
+    for name, value in scope["headers"]:
+        if name == HEADER:
+            if _ACCEPTABLE.match(value):
+                return str(value.decode())
+            break
+    return "req_" + os.urandom(12).hex()
+
+
 class RequestIdMiddleware:
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -19,11 +29,7 @@ class RequestIdMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        incoming = next((v for k, v in scope["headers"] if k == HEADER), None)
-        if incoming is not None and _ACCEPTABLE.match(incoming):
-            request_id = incoming.decode()
-        else:
-            request_id = "req_" + os.urandom(12).hex()
+        request_id = request_id_of(scope)
         scope.setdefault("state", {})["request_id"] = request_id
         raw = request_id.encode()
 

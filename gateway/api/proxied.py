@@ -1,0 +1,149 @@
+"""The proxied OpenAI routes (`POST /v1/chat/completions`, `/v1/completions`, `/v1/embeddings`,
+`/v1/responses`), served straight from ASGI.
+
+These four routes carry nearly all traffic, and a framework's routing, request objects and
+exception layers cost more per request than policy, audit and metrics together. So this layer sits
+in front of the FastAPI app: it answers those routes itself and hands every other request (models,
+health, admin, audit, metrics) to the app unchanged. What a client sees is the same either way:
+the OpenAI error envelope, `x-request-id`, the record committed before the answer is sent.
+"""
+
+from __future__ import annotations
+
+import logging
+from types import MappingProxyType
+
+from starlette.responses import StreamingResponse
+
+from gateway.api.json import json_response
+from gateway.asgi.request_id import HEADER as REQUEST_ID_HEADER
+from gateway.asgi.request_id import request_id_of
+from gateway.asgi.types import ASGIApp, Receive, Scope, Send
+from gateway.components import Components
+from gateway.errors import GatewayError, InvalidRequest, RequestTooLarge
+from gateway.policy.schema import Api
+from gateway.proxy import Exchange
+
+ROUTES = MappingProxyType(
+    {
+        "/v1/chat/completions": Api.CHAT,
+        "/v1/completions": Api.COMPLETIONS,
+        "/v1/embeddings": Api.EMBEDDINGS,
+        "/v1/responses": Api.RESPONSES,
+    }
+)
+DATA_CLASS_HEADER = b"x-data-classification"
+log = logging.getLogger("gateway.api")
+
+
+class ClientClosed(InvalidRequest):
+    """The client went away before its request body arrived; recorded, never answered."""
+
+    status = 499
+    code = "client_closed_request"
+
+
+class ProxiedRoutes:
+    def __init__(self, app: ASGIApp, parts: Components) -> None:
+        self.app = app
+        self.parts = parts
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST":
+            api = ROUTES.get(scope["path"])
+            if api is not None:
+                await self._serve(api, scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+    async def _serve(self, api: Api, scope: Scope, receive: Receive, send: Send) -> None:
+        request_id = request_id_of(scope)
+        id_header = (REQUEST_ID_HEADER, request_id.encode())
+        authorization = declared = data_class = None
+        for name, value in scope["headers"]:
+            if name == b"authorization":
+                authorization = value.decode("latin-1")
+            elif name == b"content-length":
+                declared = value
+            elif name == DATA_CLASS_HEADER:
+                data_class = value.decode("latin-1")
+        parts = self.parts
+        try:
+            principal = parts.keys.authenticate(authorization)
+        except GatewayError as exc:
+            await _send_error(exc, id_header, scope, receive, send)
+            return
+        exchange = Exchange(request_id, principal, api)
+        try:
+            body = await _read_body(receive, parts.settings.max_body_bytes, declared)
+            exchange.request_body = body
+            data = parts.proxy.plan(exchange, body, data_class)
+            response = await parts.proxy.forward(exchange, data)
+        except GatewayError as exc:
+            await self._refuse(exchange, exc, id_header, scope, receive, send)
+            return
+        except Exception:
+            log.exception("request failed", extra={"request_id": request_id})
+            error = GatewayError("The gateway failed to handle this request")
+            await self._refuse(exchange, error, id_header, scope, receive, send)
+            return
+        if not isinstance(response, StreamingResponse):  # a stream finishes itself before its end
+            try:
+                await parts.proxy.finish(exchange)
+            except GatewayError as exc:  # no record, no answer: the upstream's reply is dropped
+                await _send_error(exc, id_header, scope, receive, send)
+                return
+        response.raw_headers.append(id_header)
+        await response(scope, receive, send)
+
+    async def _refuse(
+        self,
+        exchange: Exchange,
+        exc: GatewayError,
+        id_header: tuple[bytes, bytes],
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+    ) -> None:
+        """Record a refusal or failure, then answer it: the error goes out once its record is in."""
+        exchange.error = exc
+        exchange.status = exc.status
+        try:
+            await self.parts.proxy.finish(exchange)
+            error = exc
+        except GatewayError as failure:  # the record could not be committed
+            error = failure
+        if not isinstance(error, ClientClosed):
+            await _send_error(error, id_header, scope, receive, send)
+
+
+async def _read_body(receive: Receive, limit: int, declared: bytes | None) -> bytes:
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise RequestTooLarge(
+            f"Request body of {declared.decode()} bytes exceeds the limit of {limit}"
+        )
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientClosed("The client closed the connection before sending its request")
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise RequestTooLarge(f"Request body exceeds the limit of {limit} bytes")
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+async def _send_error(
+    exc: GatewayError,
+    id_header: tuple[bytes, bytes],
+    scope: Scope,
+    receive: Receive,
+    send: Send,
+) -> None:
+    response = json_response(exc.envelope(), exc.status, headers=exc.headers)
+    response.raw_headers.append(id_header)
+    await response(scope, receive, send)
