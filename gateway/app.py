@@ -18,7 +18,7 @@ from starlette.responses import Response
 from gateway.api import admin, audit, health, metrics, openai
 from gateway.api.json import json_response
 from gateway.api.proxied import ProxiedRoutes
-from gateway.asgi.request_id import RequestIdMiddleware
+from gateway.asgi.request_id import RequestIdMiddleware, RequestIds
 from gateway.audit.log import AuditLog
 from gateway.audit.setup import build_audit
 from gateway.auth.keys import KeyStore, Principal
@@ -160,8 +160,10 @@ def create_app(settings: Settings) -> FastAPI:
     app.add_api_route(settings.metrics_path, metrics.scrape, methods=["GET"])
     app.add_exception_handler(GatewayError, _gateway_error)
     app.add_exception_handler(HTTPException, _http_error)
-    app.add_middleware(RequestIdMiddleware)
-    app.add_middleware(ProxiedRoutes, parts=parts)  # outermost: the hot routes skip the framework
+    ids = RequestIds()
+    app.add_middleware(RequestIdMiddleware, ids=ids)
+    # outermost: the proxied routes are answered before the framework's routing
+    app.add_middleware(ProxiedRoutes, parts=parts, ids=ids)
     return app
 
 

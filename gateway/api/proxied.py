@@ -10,6 +10,7 @@ the OpenAI error envelope, `x-request-id`, the record committed before the answe
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from types import MappingProxyType
 
@@ -17,7 +18,7 @@ from starlette.responses import StreamingResponse
 
 from gateway.api.json import json_response
 from gateway.asgi.request_id import HEADER as REQUEST_ID_HEADER
-from gateway.asgi.request_id import request_id_of
+from gateway.asgi.request_id import RequestIds
 from gateway.asgi.types import ASGIApp, Receive, Scope, Send
 from gateway.components import Components
 from gateway.errors import GatewayError, InvalidRequest, RequestTooLarge
@@ -44,9 +45,10 @@ class ClientClosed(InvalidRequest):
 
 
 class ProxiedRoutes:
-    def __init__(self, app: ASGIApp, parts: Components) -> None:
+    def __init__(self, app: ASGIApp, parts: Components, ids: RequestIds) -> None:
         self.app = app
         self.parts = parts
+        self.ids = ids
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] == "POST":
@@ -57,7 +59,7 @@ class ProxiedRoutes:
         await self.app(scope, receive, send)
 
     async def _serve(self, api: Api, scope: Scope, receive: Receive, send: Send) -> None:
-        request_id = request_id_of(scope)
+        request_id = self.ids.of(scope)
         id_header = (REQUEST_ID_HEADER, request_id.encode())
         authorization = declared = data_class = None
         for name, value in scope["headers"]:
@@ -94,7 +96,10 @@ class ProxiedRoutes:
                 await _send_error(exc, id_header, scope, receive, send)
                 return
         response.raw_headers.append(id_header)
-        await response(scope, receive, send)
+        if isinstance(response, StreamingResponse):
+            await _send_stream(response, receive, send)
+        else:
+            await response(scope, receive, send)
 
     async def _refuse(
         self,
@@ -115,6 +120,46 @@ class ProxiedRoutes:
             error = failure
         if not isinstance(error, ClientClosed):
             await _send_error(error, id_header, scope, receive, send)
+
+
+async def _send_stream(response: StreamingResponse, receive: Receive, send: Send) -> None:
+    """Relay a stream event by event. A client that goes away cancels the relay, which closes the
+    upstream stream and records the request as closed by the client: one watcher task per stream,
+    where a framework's task group costs several times more."""
+    relay = asyncio.current_task()
+    assert relay is not None
+    finished = False
+
+    async def watch() -> None:
+        while (await receive())["type"] != "http.disconnect":
+            continue
+        if not finished:
+            relay.cancel()
+
+    watcher = asyncio.create_task(watch())
+    body = response.body_iterator
+    try:
+        await send(
+            {
+                "type": "http.response.start",
+                "status": response.status_code,
+                "headers": response.raw_headers,
+            }
+        )
+        async for chunk in body:
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        finished = True
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+    except asyncio.CancelledError:
+        if not (watcher.done() and not watcher.cancelled()):
+            raise  # cancelled from outside (shutdown), not by the client leaving
+        relay.uncancel()
+    finally:
+        finished = True
+        watcher.cancel()
+        close = getattr(body, "aclose", None)
+        if close is not None:
+            await close()
 
 
 async def _read_body(receive: Receive, limit: int, declared: bytes | None) -> bytes:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 
@@ -11,25 +12,33 @@ _ACCEPTABLE = re.compile(rb"^[A-Za-z0-9._:-]{1,128}$")
 HEADER = b"x-request-id"
 
 
-def request_id_of(scope: Scope) -> str:
-    """The client's `x-request-id` when it is acceptable, else a new one."""
-    for name, value in scope["headers"]:
-        if name == HEADER:
-            if _ACCEPTABLE.match(value):
-                return str(value.decode())
-            break
-    return "req_" + os.urandom(12).hex()
+class RequestIds:
+    """The client's `x-request-id` when it is acceptable, else a new one: a random prefix drawn
+    once per process and a counter, unique without a system call per request."""
+
+    def __init__(self) -> None:
+        self._prefix = "req_" + os.urandom(6).hex()
+        self._counter = itertools.count(1)
+
+    def of(self, scope: Scope) -> str:
+        for name, value in scope["headers"]:
+            if name == HEADER:
+                if _ACCEPTABLE.match(value):
+                    return str(value.decode())
+                break
+        return f"{self._prefix}{next(self._counter):012x}"
 
 
 class RequestIdMiddleware:
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, ids: RequestIds) -> None:
         self.app = app
+        self.ids = ids
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        request_id = request_id_of(scope)
+        request_id = self.ids.of(scope)
         scope.setdefault("state", {})["request_id"] = request_id
         raw = request_id.encode()
 
