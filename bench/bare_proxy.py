@@ -11,6 +11,7 @@ from typing import Any
 import aiohttp
 
 UPSTREAM = os.environ.get("BENCH_UPSTREAM", "http://127.0.0.1:9001")
+POOL = int(os.environ.get("BENCH_POOL", "256"))
 
 
 class BareProxy:
@@ -24,7 +25,7 @@ class BareProxy:
             await send({"type": "lifespan.shutdown.complete"})
             return
         if self.session is None:
-            self.session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=256))
+            self.session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=POOL))
         body = b""
         more = True
         while more:
