@@ -25,8 +25,8 @@ import asyncpg
 import httpx
 import yaml
 
-from bench.load import run_load
 from bench.run import KEY, _body, _cpu_seconds, _pin, _policy_dir, _spawn
+from bench.wrk import run_wrk
 from gateway.auth.keys import hash_key
 from tests.harness import free_port, wait_http
 
@@ -99,8 +99,8 @@ def main() -> int:
                 for c in levels:
                     for name, (base, pid) in targets.items():
                         cpu0 = _cpu_seconds(pid)
-                        result = asyncio.run(
-                            run_load(base + "/v1/chat/completions", body, headers, c, args.seconds)
+                        result = run_wrk(
+                            base + "/v1/chat/completions", body, headers, c, args.seconds
                         )
                         cpu = _cpu_seconds(pid) - cpu0
                         if result.errors:

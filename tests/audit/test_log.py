@@ -9,8 +9,10 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from gateway.audit.canonical import NotCanonical, canonical
 from gateway.audit.export import export_log, export_tenant
 from gateway.audit.setup import open_store
 from gateway.audit.signing import Checkpoint, Signer, public_key_pem
@@ -213,3 +215,13 @@ def test_prune_removes_whole_epochs_and_the_rest_still_verifies(store_url: str) 
             await store.aclose()
 
     assert asyncio.run(remaining()) == [12, 13, 14]
+
+
+def test_canonical_json_is_sorted_compact_and_refuses_floats() -> None:
+    assert canonical({"b": [1, "x"], "a": {"d": None, "c": True}}) == (
+        b'{"a":{"c":true,"d":null},"b":[1,"x"]}'
+    )
+    with pytest.raises(NotCanonical):
+        canonical({"duration": 1.5})
+    with pytest.raises(NotCanonical):
+        canonical({"nested": [{1: "x"}]})
