@@ -16,20 +16,18 @@ from typing import Any
 
 from aiohttp import web
 
+from tests.providers.control import Recorder
+
 WORDS = ["Bonjour", "from", "a", "simulated", "Claude", "that", "answers", "in", "small", "pieces"]
 
 
-class Anthropic:
-    def __init__(self) -> None:
-        self.received: list[dict[str, Any]] = []
-        self.fail: dict[str, Any] = {}
-
+class Anthropic(Recorder):
     async def messages(self, request: web.Request) -> web.StreamResponse:
         body = await request.json()
         self.received.append({"path": request.path, "headers": dict(request.headers), "body": body})
-        if self.fail.get("count", 0) > 0:
-            self.fail["count"] -= 1
-            status = int(self.fail["status"])
+        failure = self.next_failure()
+        if failure is not None:
+            status, message = failure
             kind = {429: "rate_limit_error", 529: "overloaded_error", 400: "invalid_request_error"}
             headers = {"retry-after": "7"} if status == 429 else {}
             return web.json_response(
@@ -37,7 +35,7 @@ class Anthropic:
                     "type": "error",
                     "error": {
                         "type": kind.get(status, "api_error"),
-                        "message": self.fail.get("message", "simulated"),
+                        "message": message,
                     },
                 },
                 status=status,
@@ -112,12 +110,6 @@ class Anthropic:
         await event("message_stop", {"type": "message_stop"})
         await response.write_eof()
         return response
-
-    async def control(self, request: web.Request) -> web.Response:
-        if request.method == "POST":
-            self.fail = await request.json()
-            return web.json_response(self.fail)
-        return web.json_response({"received": self.received})
 
 
 def make_app() -> web.Application:

@@ -17,14 +17,13 @@ from typing import Any
 
 from aiohttp import web
 
+from tests.providers.control import Recorder
+
 WORDS = ["Hej", "from", "a", "simulated", "Azure", "deployment", "in", "Sweden"]
 
 
-class Azure:
-    def __init__(self) -> None:
-        self.received: list[dict[str, Any]] = []
-
-    async def chat(self, request: web.Request) -> web.StreamResponse:
+class Azure(Recorder):
+    async def _receive(self, request: web.Request) -> Any:
         body = await request.json()
         self.received.append(
             {
@@ -34,6 +33,10 @@ class Azure:
                 "body": body,
             }
         )
+        return body
+
+    async def chat(self, request: web.Request) -> web.StreamResponse:
+        body = await self._receive(request)
         if "api-version" not in request.query:
             return web.json_response(
                 {"error": {"code": "404", "message": "Resource not found"}}, status=404
@@ -93,15 +96,7 @@ class Azure:
         return response
 
     async def embeddings(self, request: web.Request) -> web.Response:
-        body = await request.json()
-        self.received.append(
-            {
-                "path": request.path,
-                "query": dict(request.query),
-                "api_key": request.headers.get("api-key"),
-                "body": body,
-            }
-        )
+        body = await self._receive(request)
         inputs = body["input"] if isinstance(body["input"], list) else [body["input"]]
         data = []
         for i, text in enumerate(inputs):
@@ -120,16 +115,13 @@ class Azure:
             }
         )
 
-    async def control(self, request: web.Request) -> web.Response:
-        return web.json_response({"received": self.received})
-
 
 def make_app() -> web.Application:
     sim = Azure()
     app = web.Application()
     app.router.add_post("/openai/deployments/{deployment}/chat/completions", sim.chat)
     app.router.add_post("/openai/deployments/{deployment}/embeddings", sim.embeddings)
-    app.router.add_get("/_control", sim.control)
+    app.router.add_route("*", "/_control", sim.control)
     return app
 
 

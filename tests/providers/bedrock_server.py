@@ -22,6 +22,8 @@ from typing import Any
 
 from aiohttp import web
 
+from tests.providers.control import Recorder
+
 WORDS = ["Guten", "Tag", "from", "a", "simulated", "Bedrock", "model", "in", "Frankfurt", "today"]
 SIGV4 = re.compile(
     r"^AWS4-HMAC-SHA256 Credential=(?P<key>[^/]+)/(?P<date>\d{8})/(?P<region>[a-z0-9-]+)/"
@@ -59,11 +61,7 @@ def event_message(event_type: str, payload: dict[str, Any]) -> bytes:
     return head + struct.pack("!I", zlib.crc32(head))
 
 
-class Bedrock:
-    def __init__(self) -> None:
-        self.received: list[dict[str, Any]] = []
-        self.fail: dict[str, Any] = {}
-
+class Bedrock(Recorder):
     def _error(self, status: int, message: str) -> web.Response:
         kind = ERROR_TYPES.get(status, "InternalServerException")
         return web.json_response(
@@ -92,9 +90,9 @@ class Bedrock:
                 status=403,
                 headers={"x-amzn-ErrorType": "MissingAuthenticationTokenException"},
             )
-        if self.fail.get("count", 0) > 0:
-            self.fail["count"] -= 1
-            return self._error(int(self.fail["status"]), self.fail.get("message", "simulated"))
+        failure = self.next_failure()
+        if failure is not None:
+            return self._error(*failure)
         prompt_tokens = sum(
             len(block.get("text", "").split())
             for message in body.get("messages", [])
@@ -138,12 +136,6 @@ class Bedrock:
         )
         await response.write_eof()
         return response
-
-    async def control(self, request: web.Request) -> web.Response:
-        if request.method == "POST":
-            self.fail = await request.json()
-            return web.json_response(self.fail)
-        return web.json_response({"received": self.received})
 
 
 def make_app() -> web.Application:

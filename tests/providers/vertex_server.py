@@ -27,6 +27,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
+from tests.providers.control import Recorder
+
 WORDS = ["Bonjour", "from", "a", "simulated", "Gemini", "in", "the", "Netherlands", "region", "now"]
 GOOGLE_TOKEN_AUDIENCE = "https://oauth2.googleapis.com/token"  # what google-auth signs for
 STATUS = {
@@ -41,8 +43,9 @@ def _b64decode(part: str) -> bytes:
     return base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))
 
 
-class Vertex:
+class Vertex(Recorder):
     def __init__(self, service_account: dict[str, Any]) -> None:
+        super().__init__()
         self.account = service_account
         key = serialization.load_pem_private_key(
             service_account["private_key"].encode(), password=None
@@ -51,8 +54,6 @@ class Vertex:
         self.public_key = key.public_key()
         self.tokens: set[str] = set()
         self.token_requests = 0
-        self.received: list[dict[str, Any]] = []
-        self.fail: dict[str, Any] = {}
 
     async def token(self, request: web.Request) -> web.Response:
         form = await request.post()
@@ -112,9 +113,9 @@ class Vertex:
         )
         if bearer not in self.tokens:
             return self._error(401, "Request had invalid authentication credentials.")
-        if self.fail.get("count", 0) > 0:
-            self.fail["count"] -= 1
-            return self._error(int(self.fail["status"]), self.fail.get("message", "simulated"))
+        failure = self.next_failure()
+        if failure is not None:
+            return self._error(*failure)
         prompt_tokens = sum(
             len(part.get("text", "").split())
             for content in body.get("contents", [])
@@ -155,11 +156,8 @@ class Vertex:
         await response.write_eof()
         return response
 
-    async def control(self, request: web.Request) -> web.Response:
-        if request.method == "POST":
-            self.fail = await request.json()
-            return web.json_response(self.fail)
-        return web.json_response({"received": self.received, "token_requests": self.token_requests})
+    def state(self) -> dict[str, Any]:
+        return {**super().state(), "token_requests": self.token_requests}
 
 
 def make_app(service_account: dict[str, Any]) -> web.Application:
