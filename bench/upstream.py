@@ -75,6 +75,7 @@ def _response(body: bytes, content_type: bytes) -> bytes:
 
 class Upstream(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
         self.transport = transport
         self.buffer = b""
         self._tasks: set[asyncio.Future[None]] = set()
@@ -120,7 +121,7 @@ class Upstream(asyncio.Protocol):
         self.transport.write(_response(orjson.dumps(reply), b"application/json"))
 
     async def _slow_stream(self, count: int, interval_ms: int) -> None:
-        write = self.transport.write  # type: ignore[attr-defined]
+        write = self.transport.write
         write(
             b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n"
             b"transfer-encoding: chunked\r\n\r\n"

@@ -7,7 +7,16 @@ import openai
 import pytest
 
 from gateway.demo import demo_key
-from tests.harness import Gateway, PolicyDir, Sim, free_port, run_gateway, run_simulators
+from tests.harness import (
+    AsyncClientFor,
+    ClientFor,
+    Gateway,
+    PolicyDir,
+    Sim,
+    free_port,
+    run_gateway,
+    run_simulators,
+)
 
 GATEWAY_SETTINGS = {
     "max_body_bytes": 65536,
@@ -79,7 +88,7 @@ def sims(policy_dir: PolicyDir, gateway: Gateway) -> Iterator[dict[str, Sim]]:
 
 
 @pytest.fixture
-def client_for(gateway: Gateway, keys: dict[str, str]):  # type: ignore[no-untyped-def]
+def client_for(gateway: Gateway, keys: dict[str, str]) -> ClientFor:
     def make(tenant: str = "acme-dev") -> openai.OpenAI:
         return openai.OpenAI(base_url=gateway.v1, api_key=keys[tenant], max_retries=0, timeout=20)
 
@@ -87,7 +96,7 @@ def client_for(gateway: Gateway, keys: dict[str, str]):  # type: ignore[no-untyp
 
 
 @pytest.fixture
-def async_client_for(gateway: Gateway, keys: dict[str, str]):  # type: ignore[no-untyped-def]
+def async_client_for(gateway: Gateway, keys: dict[str, str]) -> AsyncClientFor:
     def make(tenant: str = "acme-dev") -> openai.AsyncOpenAI:
         return openai.AsyncOpenAI(
             base_url=gateway.v1, api_key=keys[tenant], max_retries=0, timeout=20

@@ -12,9 +12,10 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
+import openai
 import yaml
 
 from gateway.demo import free_port
@@ -22,6 +23,23 @@ from gateway.demo import free_port
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE_POLICIES = ROOT / "policies"
 __all__ = ["free_port"]
+
+
+class ClientFor(Protocol):
+    """The `client_for` fixture: an OpenAI client with a tenant's key, pointed at the gateway."""
+
+    def __call__(self, tenant: str = ...) -> openai.OpenAI: ...
+
+
+def error_body(error: openai.APIError) -> dict[str, Any]:
+    """The `error` object of an OpenAI error response, as the SDK parsed it."""
+    body = error.body
+    assert isinstance(body, dict), body
+    return body
+
+
+class AsyncClientFor(Protocol):
+    def __call__(self, tenant: str = ...) -> openai.AsyncOpenAI: ...
 
 
 def wait_http(

@@ -6,11 +6,12 @@ import json
 
 import openai
 import pytest
+from openai.types.chat import ChatCompletionMessageParam, ChatCompletionToolParam
 
-from tests.harness import Sim
+from tests.harness import AsyncClientFor, ClientFor, Sim
 
-MESSAGES = [{"role": "user", "content": "Where does this run?"}]
-TOOLS = [
+MESSAGES: list[ChatCompletionMessageParam] = [{"role": "user", "content": "Where does this run?"}]
+TOOLS: list[ChatCompletionToolParam] = [
     {
         "type": "function",
         "function": {
@@ -22,7 +23,7 @@ TOOLS = [
 ]
 
 
-def test_chat_answer_says_where_it_ran(client_for) -> None:
+def test_chat_answer_says_where_it_ran(client_for: ClientFor) -> None:
     raw = client_for("fr-public-body").chat.completions.with_raw_response.create(
         model="mistral-small", messages=MESSAGES, max_tokens=5
     )
@@ -35,20 +36,22 @@ def test_chat_answer_says_where_it_ran(client_for) -> None:
     assert raw.headers["x-sovereign-decision-id"].startswith("dec_")
 
 
-def test_client_request_id_is_echoed(client_for) -> None:
+def test_client_request_id_is_echoed(client_for: ClientFor) -> None:
     raw = client_for().chat.completions.with_raw_response.create(
         model="mistral-small", messages=MESSAGES, extra_headers={"x-request-id": "trace-42"}
     )
     assert raw.headers["x-request-id"] == "trace-42"
 
 
-def test_upstream_receives_its_own_model_name(client_for, sims: dict[str, Sim]) -> None:
+def test_upstream_receives_its_own_model_name(client_for: ClientFor, sims: dict[str, Sim]) -> None:
     client_for("fr-public-body").chat.completions.create(model="mistral-small", messages=MESSAGES)
     sent = sims["vllm-paris"].last_request()["body"]
     assert sent["model"] == "mistralai/Mistral-Small-3.1-24B-Instruct-2503"
 
 
-def test_stream_without_usage_request_gets_no_usage_chunk(client_for, sims: dict[str, Sim]) -> None:
+def test_stream_without_usage_request_gets_no_usage_chunk(
+    client_for: ClientFor, sims: dict[str, Sim]
+) -> None:
     stream = client_for("fr-public-body").chat.completions.create(
         model="mistral-small", messages=MESSAGES, stream=True, max_tokens=6
     )
@@ -62,7 +65,7 @@ def test_stream_without_usage_request_gets_no_usage_chunk(client_for, sims: dict
     assert sims["vllm-paris"].last_request()["body"]["stream_options"] == {"include_usage": True}
 
 
-def test_stream_with_usage_request_gets_usage_chunk(client_for) -> None:
+def test_stream_with_usage_request_gets_usage_chunk(client_for: ClientFor) -> None:
     stream = client_for().chat.completions.create(
         model="mistral-small",
         messages=MESSAGES,
@@ -76,7 +79,7 @@ def test_stream_with_usage_request_gets_usage_chunk(client_for) -> None:
 
 
 @pytest.mark.anyio
-async def test_async_client_streams(async_client_for) -> None:
+async def test_async_client_streams(async_client_for: AsyncClientFor) -> None:
     client = async_client_for("eu-bank")
     stream = await client.chat.completions.create(
         model="chat-default", messages=MESSAGES, stream=True, max_tokens=3
@@ -90,17 +93,18 @@ async def test_async_client_streams(async_client_for) -> None:
     await client.close()
 
 
-def test_tool_call(client_for) -> None:
+def test_tool_call(client_for: ClientFor) -> None:
     reply = client_for().chat.completions.create(
         model="mistral-small", messages=MESSAGES, tools=TOOLS
     )
-    call = reply.choices[0].message.tool_calls[0]
+    [call] = reply.choices[0].message.tool_calls or []
+    assert call.type == "function"
     assert reply.choices[0].finish_reason == "tool_calls"
     assert call.function.name == "lookup"
     assert "query" in json.loads(call.function.arguments)
 
 
-def test_streamed_tool_call_deltas_assemble(client_for) -> None:
+def test_streamed_tool_call_deltas_assemble(client_for: ClientFor) -> None:
     stream = client_for().chat.completions.create(
         model="mistral-small", messages=MESSAGES, tools=TOOLS, stream=True
     )
@@ -117,23 +121,25 @@ def test_streamed_tool_call_deltas_assemble(client_for) -> None:
     assert finish == "tool_calls"
 
 
-def test_response_format_json(client_for) -> None:
+def test_response_format_json(client_for: ClientFor) -> None:
     reply = client_for().chat.completions.create(
         model="mistral-small", messages=MESSAGES, response_format={"type": "json_object"}
     )
     assert isinstance(json.loads(reply.choices[0].message.content or ""), dict)
 
 
-def test_n_and_logprobs(client_for) -> None:
+def test_n_and_logprobs(client_for: ClientFor) -> None:
     reply = client_for().chat.completions.create(
         model="mistral-small", messages=MESSAGES, n=3, logprobs=True, top_logprobs=2, max_tokens=3
     )
     assert [c.index for c in reply.choices] == [0, 1, 2]
-    content = reply.choices[0].logprobs.content
+    logprobs = reply.choices[0].logprobs
+    assert logprobs is not None and logprobs.content is not None
+    content = logprobs.content
     assert len(content) == 3 and len(content[0].top_logprobs) == 2
 
 
-def test_vllm_extra_parameters_pass_untouched(client_for, sims: dict[str, Sim]) -> None:
+def test_vllm_extra_parameters_pass_untouched(client_for: ClientFor, sims: dict[str, Sim]) -> None:
     extra = {"top_k": 7, "structured_outputs": {"choice": ["yes", "no"]}, "repetition_penalty": 1.1}
     client_for("fr-public-body").chat.completions.create(
         model="mistral-small", messages=MESSAGES, extra_body=extra
@@ -144,7 +150,7 @@ def test_vllm_extra_parameters_pass_untouched(client_for, sims: dict[str, Sim]) 
 
 
 @pytest.mark.parametrize("tenant", ["fr-public-body", "eu-bank"])
-def test_models_lists_only_what_the_tenant_may_reach(client_for, tenant: str) -> None:
+def test_models_lists_only_what_the_tenant_may_reach(client_for: ClientFor, tenant: str) -> None:
     names = {m.id for m in client_for(tenant).models.list()}
     assert "mistral-small" in names
     assert "gpt-4o" not in names  # US-controlled operator: refused to both
@@ -152,7 +158,7 @@ def test_models_lists_only_what_the_tenant_may_reach(client_for, tenant: str) ->
         assert "llama-3.1-8b" not in names  # not in its allow-list
 
 
-def test_retrieve_model(client_for) -> None:
+def test_retrieve_model(client_for: ClientFor) -> None:
     assert client_for("eu-bank").models.retrieve("mistral-small").id == "mistral-small"
     with pytest.raises(openai.NotFoundError):
         client_for("fr-public-body").models.retrieve("gpt-4o")

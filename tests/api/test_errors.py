@@ -7,10 +7,11 @@ import time
 import httpx
 import openai
 import pytest
+from openai.types.chat import ChatCompletionMessageParam
 
-from tests.harness import Gateway, Sim
+from tests.harness import ClientFor, Gateway, Sim, error_body
 
-MESSAGES = [{"role": "user", "content": "hi"}]
+MESSAGES: list[ChatCompletionMessageParam] = [{"role": "user", "content": "hi"}]
 
 
 def _envelope(response: httpx.Response) -> dict:  # type: ignore[type-arg]
@@ -48,7 +49,7 @@ def test_wrong_key_is_401(gateway: Gateway) -> None:
     client = openai.OpenAI(base_url=gateway.v1, api_key="sk-sgw-demoacme-wrong", max_retries=0)
     with pytest.raises(openai.AuthenticationError) as info:
         client.chat.completions.create(model="mistral-small", messages=MESSAGES)
-    assert info.value.body["code"] == "invalid_api_key"
+    assert error_body(info.value)["code"] == "invalid_api_key"
     assert "sk-sgw-demoacme-wrong" not in info.value.message
 
 
@@ -58,10 +59,10 @@ def test_missing_key_is_401(gateway: Gateway) -> None:
     assert _envelope(response)["code"] == "invalid_api_key"
 
 
-def test_policy_refusal_is_403_with_reasons(client_for) -> None:
+def test_policy_refusal_is_403_with_reasons(client_for: ClientFor) -> None:
     with pytest.raises(openai.PermissionDeniedError) as info:
         client_for("fr-public-body").chat.completions.create(model="gpt-4o", messages=MESSAGES)
-    body = info.value.body
+    body = error_body(info.value)
     assert body["type"] == "policy_violation"
     assert body["decision_id"].startswith("dec_")
     failed = {c["deployment"]: {f["rule"] for f in c["failed"]} for c in body["candidates"]}
@@ -69,10 +70,10 @@ def test_policy_refusal_is_403_with_reasons(client_for) -> None:
     assert "inference_country" in failed["gpt-4o@openai-us"]
 
 
-def test_unknown_model_is_404(client_for) -> None:
+def test_unknown_model_is_404(client_for: ClientFor) -> None:
     with pytest.raises(openai.NotFoundError) as info:
         client_for().chat.completions.create(model="no-such-model", messages=MESSAGES)
-    assert info.value.body["code"] == "model_not_found"
+    assert error_body(info.value)["code"] == "model_not_found"
 
 
 def test_unknown_path_is_404_in_openai_shape(gateway: Gateway) -> None:
@@ -100,21 +101,23 @@ def test_rate_limit_is_429_with_retry_after(gateway: Gateway, keys: dict[str, st
     assert int(info.value.response.headers["retry-after"]) >= 1
 
 
-def test_backend_down_is_502(client_for) -> None:
+def test_backend_down_is_502(client_for: ClientFor) -> None:
     with pytest.raises(openai.APIStatusError) as info:
         client_for().chat.completions.create(model="ghost", messages=MESSAGES)
     assert info.value.status_code == 502
-    assert info.value.body["code"] == "upstream_connect_error"
+    assert error_body(info.value)["code"] == "upstream_connect_error"
 
 
-def test_upstream_503_is_passed_on(client_for, sims: dict[str, Sim]) -> None:
+def test_upstream_503_is_passed_on(client_for: ClientFor, sims: dict[str, Sim]) -> None:
     sims["mistral-ai"].configure(fail_status=503, fail_count=5)
     with pytest.raises(openai.APIStatusError) as info:
         client_for().chat.completions.create(model="mistral-medium", messages=MESSAGES)
     assert info.value.status_code == 503
 
 
-def test_upstream_silence_is_504_within_the_deadline(client_for, sims: dict[str, Sim]) -> None:
+def test_upstream_silence_is_504_within_the_deadline(
+    client_for: ClientFor, sims: dict[str, Sim]
+) -> None:
     sims["mistral-ai"].configure(hang=True)
     began = time.monotonic()
     with pytest.raises(openai.APIStatusError) as info:
@@ -123,19 +126,19 @@ def test_upstream_silence_is_504_within_the_deadline(client_for, sims: dict[str,
     assert time.monotonic() - began < 5
 
 
-def test_vllm_flat_error_body_is_normalised(client_for, sims: dict[str, Sim]) -> None:
+def test_vllm_flat_error_body_is_normalised(client_for: ClientFor, sims: dict[str, Sim]) -> None:
     sims["mistral-ai"].configure(error_style="flat", max_model_len=10)
     with pytest.raises(openai.BadRequestError) as info:
         client_for().chat.completions.create(
             model="mistral-medium", messages=MESSAGES, max_tokens=50
         )
-    assert "maximum context length" in info.value.body["message"]
-    assert info.value.body["type"] == "BadRequestError"
+    assert "maximum context length" in error_body(info.value)["message"]
+    assert error_body(info.value)["type"] == "BadRequestError"
     sims["mistral-ai"].configure(max_model_len=4096)
 
 
 def test_context_length_error_never_moves_to_another_deployment(
-    client_for, sims: dict[str, Sim]
+    client_for: ClientFor, sims: dict[str, Sim]
 ) -> None:
     for name in ("vllm-paris", "vllm-frankfurt"):
         sims[name].configure(max_model_len=10)

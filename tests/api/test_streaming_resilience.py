@@ -8,13 +8,16 @@ import time
 import httpx
 import openai
 import pytest
+from openai.types.chat import ChatCompletionMessageParam
 
-from tests.harness import Gateway, Sim
+from tests.harness import ClientFor, Gateway, Sim
 
-MESSAGES = [{"role": "user", "content": "hi"}]
+MESSAGES: list[ChatCompletionMessageParam] = [{"role": "user", "content": "hi"}]
 
 
-def test_failover_to_next_eligible_deployment_on_5xx(client_for, sims: dict[str, Sim]) -> None:
+def test_failover_to_next_eligible_deployment_on_5xx(
+    client_for: ClientFor, sims: dict[str, Sim]
+) -> None:
     sims["vllm-frankfurt"].configure(fail_status=500, fail_count=1)
     raw = client_for().chat.completions.with_raw_response.create(
         model="llama-3.1-8b", messages=MESSAGES
@@ -28,7 +31,7 @@ def test_failover_to_next_eligible_deployment_on_5xx(client_for, sims: dict[str,
 
 
 def test_failover_for_streams_happens_before_the_first_byte(
-    client_for, sims: dict[str, Sim]
+    client_for: ClientFor, sims: dict[str, Sim]
 ) -> None:
     sims["vllm-frankfurt"].configure(fail_status=502, fail_count=1)
     stream = client_for().chat.completions.create(
@@ -37,7 +40,9 @@ def test_failover_for_streams_happens_before_the_first_byte(
     assert "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
 
 
-def test_failover_never_leaves_the_eligible_set(client_for, sims: dict[str, Sim]) -> None:
+def test_failover_never_leaves_the_eligible_set(
+    client_for: ClientFor, sims: dict[str, Sim]
+) -> None:
     # secret class: only the two self-hosted backends are eligible; both fail
     for name in ("vllm-paris", "vllm-frankfurt"):
         sims[name].configure(fail_status=500, fail_count=10)
@@ -53,7 +58,9 @@ def test_failover_never_leaves_the_eligible_set(client_for, sims: dict[str, Sim]
     assert touched == {"vllm-paris", "vllm-frankfurt"}
 
 
-def test_stream_reset_midway_raises_in_the_client(client_for, sims: dict[str, Sim]) -> None:
+def test_stream_reset_midway_raises_in_the_client(
+    client_for: ClientFor, sims: dict[str, Sim]
+) -> None:
     sims["mistral-ai"].configure(reset_after_chunks=3)
     stream = client_for().chat.completions.create(
         model="mistral-medium", messages=MESSAGES, stream=True

@@ -24,9 +24,9 @@ class Mode:
 
 
 class FaultProxy:
-    def __init__(self, target_port: int, listen_port: int) -> None:
+    def __init__(self, target_port: int) -> None:
         self.target_port = target_port
-        self.port = listen_port
+        self.port = 0  # the port it listens on, chosen by the system when it starts
         self.mode = Mode()
         self.open_connections = 0
         self.accepted = 0
@@ -39,6 +39,9 @@ class FaultProxy:
         thread = threading.Thread(target=self._run, args=(ready,), daemon=True)
         thread.start()
         ready.wait(10)
+        if not self.port:
+            thread.join(10)
+            raise RuntimeError("the fault proxy could not start")
         try:
             yield self
         finally:
@@ -48,14 +51,18 @@ class FaultProxy:
 
     def _run(self, ready: threading.Event) -> None:
         loop = asyncio.new_event_loop()
-        self._loop = loop
-        self._server = loop.run_until_complete(
-            asyncio.start_server(self._handle, "127.0.0.1", self.port)
-        )
-        ready.set()
-        loop.run_forever()
-        self._server.close()
-        loop.close()
+        try:
+            self._server = loop.run_until_complete(
+                asyncio.start_server(self._handle, "127.0.0.1", 0)
+            )
+            self.port = self._server.sockets[0].getsockname()[1]
+            self._loop = loop
+            ready.set()
+            loop.run_forever()
+            self._server.close()
+        finally:
+            ready.set()
+            loop.close()
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.accepted += 1

@@ -6,6 +6,7 @@ from __future__ import annotations
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import openai
 import pytest
@@ -105,7 +106,7 @@ def clients(
 
 def test_chat_same_text_as_direct(clients: tuple[openai.OpenAI, openai.OpenAI]) -> None:
     direct, via = clients
-    kwargs = {
+    kwargs: dict[str, Any] = {
         "model": "smollm2",
         "messages": MESSAGES,
         "temperature": 0,
@@ -121,7 +122,7 @@ def test_chat_same_text_as_direct(clients: tuple[openai.OpenAI, openai.OpenAI]) 
 
 def test_streamed_chat_same_text_as_direct(clients: tuple[openai.OpenAI, openai.OpenAI]) -> None:
     direct, via = clients
-    kwargs = {
+    kwargs: dict[str, Any] = {
         "model": "smollm2",
         "messages": MESSAGES,
         "temperature": 0,
@@ -142,7 +143,7 @@ def test_streamed_chat_same_text_as_direct(clients: tuple[openai.OpenAI, openai.
 
 def test_completions_same_text_as_direct(clients: tuple[openai.OpenAI, openai.OpenAI]) -> None:
     direct, via = clients
-    kwargs = {
+    kwargs: dict[str, Any] = {
         "model": "smollm2",
         "prompt": "The capital of France is",
         "temperature": 0,

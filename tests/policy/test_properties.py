@@ -5,13 +5,23 @@ from __future__ import annotations
 
 import datetime as dt
 import fnmatch
+from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gateway.policy.compile import CompiledPolicy
 from gateway.policy.load import PolicySet
-from gateway.policy.schema import AttestationKind, Backend, Catalog, Model, PlaceRule, Rules, Tenant
+from gateway.policy.schema import (
+    AttestationKind,
+    Backend,
+    Catalog,
+    Deployment,
+    Model,
+    PlaceRule,
+    Rules,
+    Tenant,
+)
 
 TODAY = dt.date(2026, 11, 23)
 COUNTRIES = ["FR", "DE", "IE", "LU", "NO", "US", "CN", "CH"]
@@ -58,8 +68,8 @@ model = st.fixed_dictionaries(
 
 @st.composite
 def policies(draw: st.DrawFn) -> PolicySet:
-    backends = draw(st.lists(backend, min_size=1, max_size=5))
-    models = draw(st.lists(model, min_size=1, max_size=4))
+    backends: list[dict[str, Any]] = draw(st.lists(backend, min_size=1, max_size=5))
+    models: list[dict[str, Any]] = draw(st.lists(model, min_size=1, max_size=4))
     pairs = draw(
         st.lists(
             st.tuples(st.integers(0, len(models) - 1), st.integers(0, len(backends) - 1)),
@@ -97,9 +107,9 @@ def policies(draw: st.DrawFn) -> PolicySet:
             for i, m in enumerate(models)
         },
         deployments=[
-            {"model": f"m{m}", "backend": f"b{b}", "upstream_model": "x", "priority": (m + b) % 2}
+            Deployment(model=f"m{m}", backend=f"b{b}", upstream_model="x", priority=(m + b) % 2)
             for m, b in pairs
-        ],  # type: ignore[arg-type]
+        ],
     )
     tenants = {}
     for t in range(draw(st.integers(1, 3))):

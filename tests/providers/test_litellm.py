@@ -20,7 +20,15 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from gateway.demo import demo_key, free_port
-from tests.harness import Gateway, PolicyDir, process, run_gateway, run_simulators, wait_http
+from tests.harness import (
+    Gateway,
+    PolicyDir,
+    error_body,
+    process,
+    run_gateway,
+    run_simulators,
+    wait_http,
+)
 
 KEY_VARIABLE = "SGW_TEST_ANTHROPIC_API_KEY"
 PROVIDER_KEY = "anthropic-test-key-never-logged"
@@ -273,8 +281,8 @@ def test_provider_errors_arrive_in_the_openai_envelope(providers: Providers) -> 
             model="claude-haiku", messages=[{"role": "user", "content": "x"}]
         )
     assert info.value.response.headers["retry-after"] == "7"
-    assert info.value.body["type"] == "rate_limit_error"
-    assert "slow down" in info.value.body["message"]
+    assert error_body(info.value)["type"] == "rate_limit_error"
+    assert "slow down" in error_body(info.value)["message"]
     control(
         server, status=400, count=1, message="prompt is too long: 300000 tokens > 200000 maximum"
     )
@@ -282,7 +290,7 @@ def test_provider_errors_arrive_in_the_openai_envelope(providers: Providers) -> 
         client(gw).chat.completions.create(
             model="claude-haiku", messages=[{"role": "user", "content": "x"}]
         )
-    assert "prompt is too long" in bad.value.body["message"]
+    assert "prompt is too long" in error_body(bad.value)["message"]
     assert PROVIDER_KEY not in str(bad.value.body)
 
 
@@ -369,14 +377,14 @@ def test_bedrock_throttling_is_a_429_in_the_openai_envelope(providers: Providers
         client(providers.gw).chat.completions.create(
             model="claude-3-7-sonnet", messages=[{"role": "user", "content": "x"}]
         )
-    assert info.value.body["type"] == "rate_limit_error"
-    assert "Too many requests" in info.value.body["message"]
+    assert error_body(info.value)["type"] == "rate_limit_error"
+    assert "Too many requests" in error_body(info.value)["message"]
     control(providers.bedrock, status=400, count=1, message="Input is too long for model")
     with pytest.raises(openai.BadRequestError) as bad:
         client(providers.gw).chat.completions.create(
             model="claude-3-7-sonnet", messages=[{"role": "user", "content": "x"}]
         )
-    assert "Input is too long" in bad.value.body["message"]
+    assert "Input is too long" in error_body(bad.value)["message"]
 
 
 def test_vertex_gemini_with_a_service_account_token(providers: Providers) -> None:
@@ -420,7 +428,7 @@ def test_vertex_stream_and_errors(providers: Providers) -> None:
         client(providers.gw).chat.completions.create(
             model="gemini-flash", messages=[{"role": "user", "content": "x"}]
         )
-    assert "Resource has been exhausted" in info.value.body["message"]
+    assert "Resource has been exhausted" in error_body(info.value)["message"]
 
 
 def test_provider_secrets_never_reach_logs_or_answers(providers: Providers) -> None:
