@@ -1,5 +1,6 @@
-"""What the audit log costs: the gateway with audit off, on SQLite (WAL, fsync on every commit)
-and on PostgreSQL, against the same fast upstream and load, side by side in one run.
+"""What the audit log costs: the gateway with audit off, on SQLite (WAL, fsync on every commit),
+on PostgreSQL, and on a slow PostgreSQL (behind a proxy adding 2 ms each way to every packet),
+against the same fast upstream and load, side by side in one run.
 
 Reports requests/s, p50/p99, the gateway's CPU per request, and the writer's group-commit batch
 sizes and commit times (from `GET /admin/audit`).
@@ -20,6 +21,7 @@ import tempfile
 import time
 from contextlib import ExitStack
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import httpx
@@ -28,9 +30,12 @@ import yaml
 from bench.run import KEY, _body, _cpu_seconds, _pin, _policy_dir, _spawn
 from bench.wrk import run_wrk
 from gateway.auth.keys import hash_key
+from tests.faults.proxy import FaultProxy, Mode
 from tests.harness import free_port, wait_http
 
 ADMIN = "sk-sgw-benchadmin-bench-admin-secret"
+SLOW_STORE_DELAY_S = 0.002
+SLOW_STORE = "audit postgres +4 ms"  # 2 ms each way on every packet
 
 
 async def _fresh_schema(dsn: str) -> str:
@@ -76,10 +81,19 @@ def main() -> int:
         data["keys"].append({"id": "benchadmin", "role": "admin", "sha256": hash_key(ADMIN)})
         keys.write_text(yaml.safe_dump(data))
         stack.enter_context(_spawn([*_pin("0"), py, "-m", "bench.upstream", str(up_port)]))
+        # a slow store: PostgreSQL behind a proxy that holds every packet, each way
+        dsn = urlsplit(pg)
+        slow = stack.enter_context(FaultProxy(dsn.port or 5432).running())
+        slow.mode = Mode("latency", SLOW_STORE_DELAY_S)
         variants = {
             "audit off": {"SGW_AUDIT_ENABLED": "false"},
             "audit sqlite": {"SGW_AUDIT_STORE": f"sqlite:{root / 'audit.sqlite3'}"},
             "audit postgres": {"SGW_AUDIT_STORE": pg},
+            SLOW_STORE: {
+                "SGW_AUDIT_STORE": urlunsplit(
+                    dsn._replace(netloc=f"{dsn.netloc.rpartition('@')[0]}@127.0.0.1:{slow.port}")
+                )
+            },
         }
         targets = {}
         for name, variant in variants.items():

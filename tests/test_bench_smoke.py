@@ -63,5 +63,5 @@ def test_audit_bench_quick_run() -> None:
         for row in out.stdout.splitlines()
         if row.startswith("| json | 4 |")
     ]
-    assert targets == ["audit off", "audit sqlite", "audit postgres"]
+    assert targets == ["audit off", "audit sqlite", "audit postgres", "audit postgres +4 ms"]
     assert "| audit sqlite |" in out.stdout.split("mean batch")[1]

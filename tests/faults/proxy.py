@@ -18,8 +18,8 @@ from dataclasses import dataclass
 
 @dataclass
 class Mode:
-    kind: str = "pass"  # pass | delay | blackhole | refuse | reset
-    delay_s: float = 0.0
+    kind: str = "pass"  # pass | delay | latency | blackhole | refuse | reset
+    delay_s: float = 0.0  # delay: before connecting; latency: before each chunk, both ways
     reset_after_bytes: int = 0
 
 
@@ -78,11 +78,15 @@ class FaultProxy:
             if mode.kind == "delay":
                 await asyncio.sleep(mode.delay_s)
             up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
+            latency = mode.delay_s if mode.kind == "latency" else 0.0
             try:
                 await asyncio.gather(
-                    _pipe(reader, up_writer, None),
+                    _pipe(reader, up_writer, None, latency),
                     _pipe(
-                        up_reader, writer, mode.reset_after_bytes if mode.kind == "reset" else None
+                        up_reader,
+                        writer,
+                        mode.reset_after_bytes if mode.kind == "reset" else None,
+                        latency,
                     ),
                 )
             finally:
@@ -96,11 +100,16 @@ class FaultProxy:
 
 
 async def _pipe(
-    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, reset_after: int | None
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    reset_after: int | None,
+    latency_s: float = 0.0,
 ) -> None:
     sent = 0
     try:
         while data := await reader.read(65536):
+            if latency_s:
+                await asyncio.sleep(latency_s)
             if reset_after is not None and sent + len(data) >= reset_after:
                 writer.write(data[: max(0, reset_after - sent)])
                 await writer.drain()
