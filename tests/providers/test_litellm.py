@@ -18,6 +18,7 @@ import openai
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+from openai.types.chat import ChatCompletionChunk
 
 from gateway.demo import demo_key, free_port
 from tests.harness import (
@@ -223,6 +224,21 @@ def client(gw: Gateway) -> openai.OpenAI:
     return openai.OpenAI(base_url=gw.v1, api_key=ACME, max_retries=0, timeout=60)
 
 
+def stream_with_usage(
+    gw: Gateway, model: str, content: str
+) -> tuple[list[ChatCompletionChunk], str]:
+    """A stream asking for the usage chunk: its chunks, and the text they carry."""
+    chunks = list(
+        client(gw).chat.completions.create(
+            model=model,
+            messages=[{"role": "user", "content": content}],
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+    )
+    return chunks, "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+
+
 def test_a_chat_completion_through_anthropic(providers: Providers) -> None:
     gw, server = providers.gw, providers.anthropic
     raw = client(gw).chat.completions.with_raw_response.create(
@@ -253,15 +269,7 @@ def test_a_stream_through_anthropic_with_and_without_usage(
     providers: Providers,
 ) -> None:
     gw = providers.gw
-    chunks = list(
-        client(gw).chat.completions.create(
-            model="claude-haiku",
-            messages=[{"role": "user", "content": "stream"}],
-            stream=True,
-            stream_options={"include_usage": True},
-        )
-    )
-    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    chunks, text = stream_with_usage(gw, "claude-haiku", "stream")
     assert text == "Bonjour from a simulated Claude that answers in small pieces"
     assert chunks[-1].choices == [] and chunks[-1].usage is not None
     assert chunks[-1].usage.completion_tokens == 10
@@ -315,14 +323,7 @@ def test_azure_deployment_urls_api_version_and_key(providers: Providers) -> None
     assert sent["path"] == "/openai/deployments/gpt4o-sweden/chat/completions"
     assert sent["query"]["api-version"] == "2024-10-21"
     assert sent["api_key"] == PROVIDER_KEY
-    stream = list(
-        client(gw).chat.completions.create(
-            model="gpt-4o",
-            messages=[{"role": "user", "content": "hej"}],
-            stream=True,
-            stream_options={"include_usage": True},
-        )
-    )
+    stream, _ = stream_with_usage(gw, "gpt-4o", "hej")
     assert stream[-1].usage is not None and stream[-1].choices == []
 
 
@@ -351,15 +352,7 @@ def test_bedrock_converse_signed_with_sigv4_in_the_backends_region(providers: Pr
 
 
 def test_bedrock_event_stream_becomes_openai_chunks(providers: Providers) -> None:
-    chunks = list(
-        client(providers.gw).chat.completions.create(
-            model="claude-3-7-sonnet",
-            messages=[{"role": "user", "content": "stream bitte"}],
-            stream=True,
-            stream_options={"include_usage": True},
-        )
-    )
-    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    chunks, text = stream_with_usage(providers.gw, "claude-3-7-sonnet", "stream bitte")
     assert text == "Guten Tag from a simulated Bedrock model in Frankfurt today"
     assert sum(1 for c in chunks if c.choices and c.choices[0].delta.content) == 10
     finish = [
@@ -409,15 +402,7 @@ def test_vertex_gemini_with_a_service_account_token(providers: Providers) -> Non
 
 
 def test_vertex_stream_and_errors(providers: Providers) -> None:
-    chunks = list(
-        client(providers.gw).chat.completions.create(
-            model="gemini-flash",
-            messages=[{"role": "user", "content": "stream"}],
-            stream=True,
-            stream_options={"include_usage": True},
-        )
-    )
-    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    chunks, text = stream_with_usage(providers.gw, "gemini-flash", "stream")
     assert text == "Bonjour from a simulated Gemini in the Netherlands region now"
     assert chunks[-1].choices == [] and chunks[-1].usage is not None
     assert chunks[-1].usage.completion_tokens == 10
