@@ -8,8 +8,9 @@ so the rest of the log still verifies against the signed roots.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from gateway.audit.merkle import Frontier
 from gateway.audit.signing import Checkpoint
@@ -66,6 +67,27 @@ class Query:
     since: str | None = None  # RFC 3339, inclusive
     until: str | None = None  # RFC 3339, exclusive
     limit: int | None = None
+
+
+def select_records(query: Query, placeholder: Callable[[int], str]) -> tuple[str, list[Any]]:
+    """The SQL of `read` and its arguments; `placeholder(n)` spells parameter n (`?`, `$n`)."""
+    clauses: list[str] = []
+    args: list[Any] = []
+    for column, op, value in (
+        ("log_id", "=", query.log_id),
+        ("tenant", "=", query.tenant),
+        ("time", ">=", query.since),
+        ("time", "<", query.until),
+    ):
+        if value is not None:
+            args.append(value)
+            clauses.append(f"{column} {op} {placeholder(len(args))}")
+    where = " WHERE " + " AND ".join(clauses) if clauses else ""
+    columns = "log_id, seq, time, tenant, leaf, body"
+    sql = f"SELECT {columns} FROM audit_records{where} ORDER BY log_id, seq"  # noqa: S608
+    if query.limit is not None:
+        sql += f" LIMIT {int(query.limit)}"
+    return sql, args
 
 
 class StoreUnavailable(Exception):

@@ -15,7 +15,13 @@ import orjson
 
 from gateway.audit.merkle import Frontier
 from gateway.audit.signing import Checkpoint
-from gateway.audit.store import Query, StoredRecord, StoreUnavailable, schema_sql
+from gateway.audit.store import (
+    Query,
+    StoredRecord,
+    StoreUnavailable,
+    schema_sql,
+    select_records,
+)
 
 SCHEMA = schema_sql(integer="BIGINT", blob="BYTEA")
 
@@ -76,22 +82,7 @@ class PostgresStore:
         )
 
     async def read(self, query: Query) -> list[StoredRecord]:
-        clauses: list[str] = []
-        args: list[Any] = []
-        for column, op, value in (
-            ("log_id", "=", query.log_id),
-            ("tenant", "=", query.tenant),
-            ("time", ">=", query.since),
-            ("time", "<", query.until),
-        ):
-            if value is not None:
-                args.append(value)
-                clauses.append(f"{column} {op} ${len(args)}")
-        where = " WHERE " + " AND ".join(clauses) if clauses else ""
-        columns = "log_id, seq, time, tenant, leaf, body"
-        sql = f"SELECT {columns} FROM audit_records{where} ORDER BY log_id, seq"  # noqa: S608
-        if query.limit is not None:
-            sql += f" LIMIT {int(query.limit)}"
+        sql, args = select_records(query, lambda n: f"${n}")
         rows = await self._call("fetch", sql, *args)
         return [StoredRecord(r[0], r[1], r[2], r[3], bytes(r[4]), bytes(r[5])) for r in rows]
 

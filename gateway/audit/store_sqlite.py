@@ -12,13 +12,19 @@ import sqlite3
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import orjson
 
 from gateway.audit.merkle import Frontier
 from gateway.audit.signing import Checkpoint
-from gateway.audit.store import Query, StoredRecord, StoreUnavailable, schema_sql
+from gateway.audit.store import (
+    Query,
+    StoredRecord,
+    StoreUnavailable,
+    schema_sql,
+    select_records,
+)
 
 T = TypeVar("T")
 
@@ -79,11 +85,7 @@ class SQLiteStore:
         )
 
     async def read(self, query: Query) -> list[StoredRecord]:
-        where, args = _where(query)
-        columns = "log_id, seq, time, tenant, leaf, body"
-        sql = f"SELECT {columns} FROM audit_records{where} ORDER BY log_id, seq"  # noqa: S608
-        if query.limit is not None:
-            sql += f" LIMIT {int(query.limit)}"
+        sql, args = select_records(query, lambda _: "?")
         rows = await self._run(lambda db: db.execute(sql, args).fetchall())
         return [StoredRecord(r[0], r[1], r[2], r[3], bytes(r[4]), bytes(r[5])) for r in rows]
 
@@ -164,18 +166,3 @@ class SQLiteStore:
 
         await asyncio.get_running_loop().run_in_executor(self._executor, close)
         self._executor.shutdown(wait=True)
-
-
-def _where(query: Query) -> tuple[str, list[Any]]:
-    clauses: list[str] = []
-    args: list[Any] = []
-    for column, op, value in (
-        ("log_id", "=", query.log_id),
-        ("tenant", "=", query.tenant),
-        ("time", ">=", query.since),
-        ("time", "<", query.until),
-    ):
-        if value is not None:
-            clauses.append(f"{column} {op} ?")
-            args.append(value)
-    return (" WHERE " + " AND ".join(clauses) if clauses else ""), args

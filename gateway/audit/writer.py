@@ -23,6 +23,7 @@ from gateway.audit.merkle import Frontier, leaf_hash
 from gateway.audit.record import rfc3339
 from gateway.audit.signing import Signer
 from gateway.audit.store import AuditStore, StoredRecord, StoreUnavailable
+from gateway.tasks import cancel_and_wait
 
 log = logging.getLogger("gateway.audit")
 
@@ -98,11 +99,7 @@ class AuditWriter:
         ]
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(self._tasks)
         self._tasks = []
         pending = []
         while not self._queue.empty():

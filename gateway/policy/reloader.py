@@ -15,6 +15,7 @@ from collections.abc import Coroutine
 from typing import Any
 
 from gateway.policy.holder import PolicyHolder, ReloadResult
+from gateway.tasks import cancel_and_wait
 
 log = logging.getLogger("gateway.policy")
 
@@ -41,11 +42,7 @@ class PolicyReloader:
         if self._signal_installed:
             asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
             self._signal_installed = False
-        for task in list(self._tasks):
-            task.cancel()
-        for task in list(self._tasks):
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(self._tasks)
 
     def _on_sighup(self) -> None:
         self._spawn(self.reload("sighup"))

@@ -9,7 +9,6 @@ read (summed over engines; the KV figure is the largest). Only URLs from the cat
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from urllib.parse import urlsplit, urlunsplit
@@ -21,6 +20,7 @@ from gateway.policy.compile import CompiledPolicy
 from gateway.policy.schema import Backend, BackendKind
 from gateway.routing.health import HealthTracker
 from gateway.routing.load import LoadTracker, VLLMLoad
+from gateway.tasks import cancel_and_wait
 
 log = logging.getLogger("gateway.routing")
 
@@ -85,11 +85,7 @@ class BackendMonitor:
             )
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(self._tasks)
         self._tasks = []
         if self._session is not None:
             await self._session.close()
