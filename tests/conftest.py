@@ -13,7 +13,7 @@ from tests.harness import (
     Gateway,
     PolicyDir,
     Sim,
-    free_port,
+    add_dead_backend,
     run_gateway,
     run_simulators,
 )
@@ -38,22 +38,7 @@ def anyio_backend() -> str:
 @pytest.fixture(scope="session")
 def policy_dir(tmp_path_factory: pytest.TempPathFactory) -> PolicyDir:
     policies = PolicyDir.from_examples(tmp_path_factory.mktemp("run") / "policies")
-    dead_port = free_port()
-
-    def add_dead_backend(catalog: dict) -> None:  # type: ignore[type-arg]
-        catalog["backends"]["dead-backend"] = {
-            "kind": "vllm",
-            "base_url": f"http://127.0.0.2:{dead_port}/v1",
-            "country": "FR",
-            "operator": {"name": "Nobody", "jurisdiction": "FR"},
-            "self_hosted": True,
-        }
-        catalog["models"]["ghost"] = {"developer": "Nobody", "developer_country": "FR"}
-        catalog["deployments"].append(
-            {"model": "ghost", "backend": "dead-backend", "upstream_model": "ghost"}
-        )
-
-    policies.edit_catalog(add_dead_backend)
+    add_dead_backend(policies)
     policies.add_tenant(
         {"tenant": "limited", "models": ["mistral-small"], "limits": {"requests_per_minute": 2}}
     )

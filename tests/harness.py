@@ -138,6 +138,37 @@ class Gateway:
         return self.base + "/v1"
 
 
+def sovereign_gateway(*args: str | Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """`sovereign-gateway ARGS` as an admin runs it (`python -m gateway`), with its output."""
+    return subprocess.run(
+        [sys.executable, "-m", "gateway", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def add_dead_backend(policies: PolicyDir) -> None:
+    """A vLLM backend nobody listens on (127.0.0.2, a free port), the only one serving `ghost`."""
+    port = free_port()
+
+    def add(catalog: dict[str, Any]) -> None:
+        catalog["backends"]["dead-backend"] = {
+            "kind": "vllm",
+            "base_url": f"http://127.0.0.2:{port}/v1",
+            "country": "FR",
+            "operator": {"name": "Nobody", "jurisdiction": "FR"},
+            "self_hosted": True,
+        }
+        catalog["models"]["ghost"] = {"developer": "Nobody", "developer_country": "FR"}
+        catalog["deployments"].append(
+            {"model": "ghost", "backend": "dead-backend", "upstream_model": "ghost"}
+        )
+
+    policies.edit_catalog(add)
+
+
 @contextlib.contextmanager
 def run_simulators(policy_dir: Path, log: Path) -> Iterator[subprocess.Popen[bytes]]:
     with process(

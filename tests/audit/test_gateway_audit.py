@@ -6,7 +6,6 @@ import asyncio
 import random
 import signal
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -17,17 +16,18 @@ import pytest
 
 from gateway.demo import demo_key
 from tests.audit.conftest import ADMIN_DSN
-from tests.harness import Gateway, PolicyDir, Sim, run_gateway, run_simulators
+from tests.harness import (
+    Gateway,
+    PolicyDir,
+    Sim,
+    run_gateway,
+    run_simulators,
+    sovereign_gateway,
+)
 
 
 def cli(*args: str | Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "gateway", "audit", *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    return sovereign_gateway("audit", *args)
 
 
 def store_of(gateway: Gateway) -> str:

@@ -19,6 +19,7 @@ from gateway.audit.signing import Checkpoint, Signer, public_key_pem
 from gateway.audit.store import Query
 from gateway.audit.verify import Report, verify_export
 from gateway.audit.writer import AuditWriter
+from tests.harness import sovereign_gateway
 
 SIGNER = Signer(Ed25519PrivateKey.generate())
 
@@ -142,23 +143,16 @@ def test_each_kind_of_tampering_is_named(store_url: str, tmp_path: Path) -> None
 
 
 def test_the_cli_verifies_and_reports_failure_by_exit_code(store_url: str, tmp_path: Path) -> None:
-    import subprocess
-    import sys
-
     asyncio.run(_fill(store_url, 6))
     export = tmp_path / "log.jsonl"
-    run = [sys.executable, "-m", "gateway", "audit"]
-    subprocess.run([*run, "export", "--store", store_url, "--out", export], check=True)
+    done = sovereign_gateway("audit", "export", "--store", store_url, "--out", export)
+    assert done.returncode == 0, done.stderr
     key = tmp_path / "pub.pem"
     key.write_bytes(public_key_pem(SIGNER.public_key))
-    ok = subprocess.run(
-        [*run, "verify", export, "--public-key", key], check=False, capture_output=True, text=True
-    )
+    ok = sovereign_gateway("audit", "verify", export, "--public-key", key)
     assert ok.returncode == 0 and "verified: 6 records" in ok.stdout
     export.write_bytes(export.read_bytes().replace(b'"status":200', b'"status":500', 1))
-    bad = subprocess.run(
-        [*run, "verify", export, "--public-key", key], check=False, capture_output=True, text=True
-    )
+    bad = sovereign_gateway("audit", "verify", export, "--public-key", key)
     assert bad.returncode == 1
     assert "FAIL edited: records seq 0 to 4 do not hash to the signed root" in bad.stdout
 
@@ -177,28 +171,11 @@ def test_a_tenant_export_proves_its_records_and_shows_no_one_else(store_url: str
 
 
 def test_prune_removes_whole_epochs_and_the_rest_still_verifies(store_url: str) -> None:
-    import subprocess
-    import sys
-
     asyncio.run(_fill(store_url, 12))
     # checkpoints carry the time they were signed (now), so prune everything before tomorrow
     tomorrow = (dt.datetime.now(dt.UTC) + dt.timedelta(days=1)).date().isoformat()
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "gateway",
-            "audit",
-            "prune",
-            "--store",
-            store_url,
-            "--before",
-            tomorrow,
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
+    done = sovereign_gateway("audit", "prune", "--store", store_url, "--before", tomorrow)
+    assert done.returncode == 0, done.stderr
     assert "removed 12 record(s) below 12; checkpoints kept" in done.stdout
     asyncio.run(_fill(store_url, 3))
     lines = asyncio.run(_export(store_url))

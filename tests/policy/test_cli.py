@@ -6,7 +6,6 @@ import datetime as dt
 import json
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -15,19 +14,13 @@ import pytest
 import yaml
 
 from gateway.policy.jsonschema import SCHEMAS, render
-from tests.harness import EXAMPLE_POLICIES
+from tests.harness import EXAMPLE_POLICIES, sovereign_gateway
 
 SCHEMA_DIR = EXAMPLE_POLICIES / "schema"
 
 
 def run(*args: str | Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "gateway", "policy", *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    return sovereign_gateway("policy", *args, timeout=60)
 
 
 @pytest.fixture

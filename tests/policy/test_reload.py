@@ -19,7 +19,14 @@ import openai
 import pytest
 
 from gateway.demo import demo_key
-from tests.harness import Gateway, PolicyDir, Sim, run_gateway, run_simulators
+from tests.harness import (
+    Gateway,
+    PolicyDir,
+    Sim,
+    run_gateway,
+    run_simulators,
+    sovereign_gateway,
+)
 
 SETTINGS = {"log_level": "warning", "first_byte_timeout_s": 1.5, "idle_timeout_s": 2.0}
 ACME = demo_key("acme-dev")
@@ -193,8 +200,6 @@ def test_admin_endpoints_need_the_admin_role(gateways: tuple[Gateway, Gateway]) 
 
 def test_admin_explain_is_the_cli_explanation(gateways: tuple[Gateway, Gateway]) -> None:
     import json
-    import subprocess
-    import sys
 
     from tests.harness import EXAMPLE_POLICIES
 
@@ -207,28 +212,21 @@ def test_admin_explain_is_the_cli_explanation(gateways: tuple[Gateway, Gateway])
     }
     api = admin(gw, "GET", "/admin/policy/explain", params=query)
     assert api.status_code == 200
-    cli = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "gateway",
-            "policy",
-            "explain",
-            str(EXAMPLE_POLICIES),
-            "--tenant",
-            "eu-bank",
-            "--model",
-            "chat-default",
-            "--data-class",
-            "secret",
-            "--at",
-            "2026-11-23",
-            "--json",
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
+    cli = sovereign_gateway(
+        "policy",
+        "explain",
+        EXAMPLE_POLICIES,
+        "--tenant",
+        "eu-bank",
+        "--model",
+        "chat-default",
+        "--data-class",
+        "secret",
+        "--at",
+        "2026-11-23",
+        "--json",
     )
+    assert cli.returncode == 0, cli.stderr
     from_cli = json.loads(cli.stdout)
     from_api = api.json()
     # same decision and the same words; only the revision differs (ports were moved)

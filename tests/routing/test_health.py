@@ -7,15 +7,22 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Iterator
-from typing import Any
 
 import httpx
 import orjson
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from gateway.demo import demo_key, free_port
-from tests.harness import Gateway, PolicyDir, Sim, run_gateway, run_simulators
+from gateway.demo import demo_key
+from tests.harness import (
+    Gateway,
+    PolicyDir,
+    Sim,
+    add_dead_backend,
+    run_gateway,
+    run_simulators,
+    sovereign_gateway,
+)
 
 SETTINGS = {
     "health_probe_interval_s": 0.2,
@@ -31,22 +38,7 @@ SETTINGS = {
 def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Gateway, PolicyDir, str]]:
     root = tmp_path_factory.mktemp("health")
     policies = PolicyDir.from_examples(root / "policies")
-    dead = free_port()
-
-    def add_dead(catalog: dict[str, Any]) -> None:
-        catalog["backends"]["dead-backend"] = {
-            "kind": "vllm",
-            "base_url": f"http://127.0.0.2:{dead}/v1",
-            "country": "FR",
-            "operator": {"name": "Nobody", "jurisdiction": "FR"},
-            "self_hosted": True,
-        }
-        catalog["models"]["ghost"] = {"developer": "Nobody", "developer_country": "FR"}
-        catalog["deployments"].append(
-            {"model": "ghost", "backend": "dead-backend", "upstream_model": "ghost"}
-        )
-
-    policies.edit_catalog(add_dead)
+    add_dead_backend(policies)
     policies.add_tenant(
         {
             "tenant": "eu-only",
@@ -147,27 +139,11 @@ def test_an_eu_only_tenant_whose_eu_backend_dies_sends_nothing_to_the_us(
     # every one of them is in the audit log as a 503, with the deployment it did not use
     time.sleep(0.1)
     store = f"sqlite:{gw.log.with_suffix('.audit.sqlite3')}"
-    import subprocess
-    import sys
-
-    out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "gateway",
-            "audit",
-            "query",
-            "--store",
-            store,
-            "--tenant",
-            "eu-only",
-            "--format",
-            "json",
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
+    done = sovereign_gateway(
+        "audit", "query", "--store", store, "--tenant", "eu-only", "--format", "json"
+    )
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
     records = [orjson.loads(line) for line in out.splitlines()]
     ids = {a.headers["x-request-id"] for a in answers}
     mine = [r for r in records if r["request_id"] in ids]
