@@ -1,8 +1,10 @@
 """One upstream client per configured backend, made on first use from the catalog in force.
 
-Keyed by backend name, kind and URL, so a reload that adds a backend or moves one to a new URL
-gets a new client, and a request pinned to an older revision keeps reaching the URL that revision
-named. Only URLs from the catalog are ever reached: clients cannot name an upstream.
+Keyed by backend name and everything that decides how the client connects (kind, URL, provider,
+region, project, API version, the variables holding credentials), so a reload that adds a backend
+or changes how it is reached gets a new client, and a request pinned to an older revision keeps
+reaching the backend as that revision described it. Only URLs from the catalog are ever reached:
+clients cannot name an upstream.
 """
 
 from __future__ import annotations
@@ -22,10 +24,20 @@ class Upstreams:
     def __init__(self, timeouts: Timeouts, pool_size: int) -> None:
         self._timeouts = timeouts
         self._pool_size = pool_size
-        self._clients: dict[tuple[str, str, str], Upstream] = {}
+        self._clients: dict[tuple[object, ...], Upstream] = {}
 
     def for_backend(self, name: str, backend: Backend) -> Upstream:
-        key = (name, backend.kind.value, str(backend.base_url))
+        key = (
+            name,
+            backend.kind,
+            str(backend.base_url),
+            backend.provider,
+            backend.region,
+            backend.project,
+            backend.api_version,
+            backend.api_key_env,
+            tuple(sorted(backend.credentials_env.items())),
+        )
         client = self._clients.get(key)
         if client is None:
             client = self._clients[key] = self._make(name, backend)

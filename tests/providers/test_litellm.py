@@ -36,6 +36,7 @@ PROVIDER_KEY = "anthropic-test-key-never-logged"
 AWS_KEY_ID = "AKIASIMULATEDKEY0001"
 AWS_SECRET = "simulated-aws-secret-key-never-logged"
 ACME = demo_key("acme-dev")
+ADMIN = "sk-sgw-admin0003-test-secret-admin0003"
 ENVIRONMENT = {
     KEY_VARIABLE: PROVIDER_KEY,
     "SGW_TEST_AWS_ACCESS_KEY_ID": AWS_KEY_ID,
@@ -52,6 +53,7 @@ class Providers(NamedTuple):
     bedrock: str
     vertex: str
     root: Path
+    policies: PolicyDir
 
 
 def service_account(path: Path, token_uri: str) -> None:
@@ -179,6 +181,7 @@ def providers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Providers]:
         ]
 
     policies.edit_catalog(add)
+    assert policies.add_key("admin0003", None, role="admin") == ADMIN
     environment = {**ENVIRONMENT, "SGW_TEST_VERTEX_CREDENTIALS": str(account)}
     os.environ.update(environment)
     servers = [
@@ -204,7 +207,13 @@ def providers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Providers]:
                 wait_http(f"http://127.0.0.1:{port}/_control", 20)
             base = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
             yield Providers(
-                gw, base["anthropic"], base["azure"], base["bedrock"], base["vertex"], root
+                gw,
+                base["anthropic"],
+                base["azure"],
+                base["bedrock"],
+                base["vertex"],
+                root,
+                policies,
             )
     finally:
         for variable in environment:
@@ -445,3 +454,34 @@ def test_embeddings_through_azure_as_floats_and_as_base64(providers: Providers) 
     )
     assert received(azure)[-1]["body"]["encoding_format"] == "base64"
     assert [d.embedding for d in default.data] == [d.embedding for d in plain.data]
+
+
+def test_a_reload_that_moves_a_provider_backend_reaches_it_as_now_described(
+    providers: Providers,
+) -> None:
+    def move(region: str) -> None:
+        def edit(catalog: dict[str, Any]) -> None:
+            catalog["backends"]["bedrock-api"]["region"] = region
+
+        providers.policies.edit_catalog(edit)
+        reloaded = httpx.post(
+            providers.gw.base + "/admin/policy/reload",
+            headers={"authorization": f"Bearer {ADMIN}"},
+            timeout=30,
+        )
+        assert reloaded.status_code == 200, reloaded.text
+
+    def region_signed() -> str:
+        client(providers.gw).chat.completions.create(
+            model="claude-3-7-sonnet", messages=[{"role": "user", "content": "bonjour"}]
+        )
+        signature = received(providers.bedrock)[-1]["signature"]
+        assert signature is not None
+        return str(signature["region"])
+
+    assert region_signed() == "eu-central-1"
+    move("eu-west-3")
+    try:
+        assert region_signed() == "eu-west-3"
+    finally:
+        move("eu-central-1")
