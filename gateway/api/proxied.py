@@ -23,7 +23,7 @@ from gateway.asgi.types import ASGIApp, Receive, Scope, Send
 from gateway.components import Components
 from gateway.errors import GatewayError, InvalidRequest, RequestTooLarge
 from gateway.policy.schema import Api
-from gateway.proxy import Exchange
+from gateway.proxy import CLIENT_CLOSED, Exchange
 
 ROUTES = MappingProxyType(
     {
@@ -40,7 +40,7 @@ log = logging.getLogger("gateway.api")
 class ClientClosed(InvalidRequest):
     """The client went away before its request body arrived; recorded, never answered."""
 
-    status = 499
+    status = CLIENT_CLOSED
     code = "client_closed_request"
 
 
