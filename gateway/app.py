@@ -19,6 +19,7 @@ from gateway.api import admin, audit, health, metrics, openai
 from gateway.api.json import json_response
 from gateway.api.proxied import ProxiedRoutes
 from gateway.asgi.request_id import RequestIdMiddleware, RequestIds
+from gateway.asgi.types import ASGIApp
 from gateway.audit.log import AuditLog
 from gateway.audit.setup import build_audit
 from gateway.auth.keys import KeyStore, Principal
@@ -124,7 +125,8 @@ def _audit_gauges(audit: AuditLog) -> dict[str, float] | None:
     }
 
 
-def create_app(settings: Settings) -> FastAPI:
+def create_app(settings: Settings) -> ASGIApp:
+    """The gateway as one ASGI app: the proxied routes in front, the FastAPI app for the rest."""
     parts = build_components(settings)
 
     @asynccontextmanager
@@ -162,9 +164,8 @@ def create_app(settings: Settings) -> FastAPI:
     app.add_exception_handler(HTTPException, _http_error)
     ids = RequestIds()
     app.add_middleware(RequestIdMiddleware, ids=ids)
-    # outermost: the proxied routes are answered before the framework's routing
-    app.add_middleware(ProxiedRoutes, parts=parts, ids=ids)
-    return app
+    # in front of the framework, not inside it: the proxied routes pay for none of its layers
+    return ProxiedRoutes(app, parts, ids)
 
 
 async def _gateway_error(request: Request, exc: Exception) -> Response:

@@ -11,6 +11,7 @@ the OpenAI error envelope, `x-request-id`, the record committed before the answe
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from types import MappingProxyType
 
@@ -54,12 +55,21 @@ class ProxiedRoutes:
         if scope["type"] == "http" and scope["method"] == "POST":
             api = ROUTES.get(scope["path"])
             if api is not None:
-                await self._serve(api, scope, receive, send)
+                request_id = self.ids.of(scope)
+                try:
+                    await self._serve(api, request_id, scope, receive, send)
+                except Exception:  # a bug: logged, and answered if nothing was sent yet
+                    log.exception("request failed", extra={"request_id": request_id})
+                    error = GatewayError("The gateway failed to handle this request")
+                    id_header = (REQUEST_ID_HEADER, request_id.encode())
+                    with contextlib.suppress(Exception):  # the answer may be under way already
+                        await _send_error(error, id_header, scope, receive, send)
                 return
         await self.app(scope, receive, send)
 
-    async def _serve(self, api: Api, scope: Scope, receive: Receive, send: Send) -> None:
-        request_id = self.ids.of(scope)
+    async def _serve(
+        self, api: Api, request_id: str, scope: Scope, receive: Receive, send: Send
+    ) -> None:
         id_header = (REQUEST_ID_HEADER, request_id.encode())
         authorization = declared = data_class = None
         for name, value in scope["headers"]:
