@@ -1,19 +1,18 @@
 """The request path after authentication: limits, policy, routing, upstream, and the reply.
 
-HTTP framing stays in `api/`; this module takes bytes and a principal and returns a Starlette
-response, so the whole path is testable without a socket.
+HTTP framing stays in `api/`; this module takes bytes and a principal and returns an `Answer`
+(status, raw headers, and a body or a stream of chunks), so the whole path is testable without a
+socket.
 """
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from starlette.responses import Response, StreamingResponse
 
 from gateway.audit.log import AuditLog
 from gateway.auth.keys import Principal
@@ -44,7 +43,22 @@ UPSTREAM_PATHS = {
     Api.RESPONSES: "/responses",
 }
 CLIENT_CLOSED = 499  # the client went away before the answer was complete (nginx's convention)
-SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
+SSE_HEADERS = (
+    (b"content-type", b"text/event-stream; charset=utf-8"),
+    (b"cache-control", b"no-cache"),
+    (b"x-accel-buffering", b"no"),
+)
+RawHeaders = list[tuple[bytes, bytes]]
+
+
+@dataclass(slots=True)
+class Answer:
+    """What goes back to the client: a status, raw headers, and a body or a stream of chunks."""
+
+    status: int
+    headers: RawHeaders
+    body: bytes = b""
+    stream: AsyncIterator[bytes] | None = None
 
 
 @dataclass(slots=True)
@@ -59,9 +73,9 @@ class Exchange:
     """What happened to one request; the audit record and metrics are made from it."""
 
     request_id: str
+    decision_id: str
     principal: Principal
     api: Api
-    decision_id: str = field(default_factory=lambda: "dec_" + os.urandom(8).hex())
     model: str | None = None
     stream: bool = False
     policy: CompiledPolicy | None = None
@@ -138,7 +152,7 @@ class Proxy:
         self._audit.require()
         return data
 
-    async def forward(self, exchange: Exchange, data: dict[str, Any]) -> Response:
+    async def forward(self, exchange: Exchange, data: dict[str, Any]) -> Answer:
         policy = exchange.policy
         assert policy is not None
         healthy = self._healthy_candidates(exchange)
@@ -249,7 +263,7 @@ class Proxy:
 
     async def _send(
         self, exchange: Exchange, dep: Deployment, upstream: Upstream, body: bytes
-    ) -> Response:
+    ) -> Answer:
         try:
             reply = await upstream.send(UPSTREAM_PATHS[exchange.api], body)
         finally:
@@ -259,12 +273,10 @@ class Proxy:
         exchange.first_byte_s = time.perf_counter() - exchange.started
         exchange.usage = _usage_of(reply.body)
         exchange.response_body = reply.body
-        return Response(
-            reply.body,
-            reply.status,
-            headers=self._headers(exchange, dep),
-            media_type=reply.content_type or "application/json",
-        )
+        headers = self._headers(exchange, dep)
+        headers.append((b"content-type", (reply.content_type or "application/json").encode()))
+        headers.append((b"content-length", str(len(reply.body)).encode()))
+        return Answer(reply.status, headers, reply.body)
 
     async def _open_stream(
         self,
@@ -273,7 +285,7 @@ class Proxy:
         upstream: Upstream,
         body: bytes,
         strip_usage: bool,
-    ) -> Response:
+    ) -> Answer:
         try:
             stream = await upstream.stream(UPSTREAM_PATHS[exchange.api], body)
         except BaseException:
@@ -290,12 +302,9 @@ class Proxy:
         exchange.status = 200
         exchange.first_byte_s = time.perf_counter() - exchange.started
         relay = self._relay(exchange, dep, stream, chunks, first, strip_usage)
-        return StreamingResponse(
-            relay,
-            200,
-            headers={**SSE_HEADERS, **self._headers(exchange, dep)},
-            media_type="text/event-stream",
-        )
+        headers = self._headers(exchange, dep)
+        headers.extend(SSE_HEADERS)
+        return Answer(200, headers, stream=relay)
 
     async def _relay(
         self,
@@ -356,15 +365,15 @@ class Proxy:
                 self._observe(exchange)
                 self._audit.record_later(exchange)
 
-    def _headers(self, exchange: Exchange, dep: Deployment) -> dict[str, str]:
+    def _headers(self, exchange: Exchange, dep: Deployment) -> RawHeaders:
         assert exchange.route is not None and exchange.policy is not None
         backend = exchange.policy.policy.catalog.backends[dep.backend]
-        return {
-            "x-sovereign-deployment": dep.id,
-            "x-sovereign-country": backend.country,
-            "x-sovereign-decision-id": exchange.decision_id,
-            "x-sovereign-policy-revision": exchange.route.revision,
-        }
+        return [
+            (b"x-sovereign-deployment", dep.id.encode()),
+            (b"x-sovereign-country", backend.country.encode()),
+            (b"x-sovereign-decision-id", exchange.decision_id.encode()),
+            (b"x-sovereign-policy-revision", exchange.route.revision.encode()),
+        ]
 
 
 def _split_done(events: bytes) -> tuple[bytes, bytes]:

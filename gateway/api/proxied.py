@@ -13,9 +13,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import AsyncIterator
 from types import MappingProxyType
-
-from starlette.responses import StreamingResponse
 
 from gateway.api.json import json_response
 from gateway.asgi.request_id import HEADER as REQUEST_ID_HEADER
@@ -24,7 +23,7 @@ from gateway.asgi.types import ASGIApp, Receive, Scope, Send
 from gateway.components import Components
 from gateway.errors import GatewayError, InvalidRequest, RequestTooLarge
 from gateway.policy.schema import Api
-from gateway.proxy import CLIENT_CLOSED, Exchange
+from gateway.proxy import CLIENT_CLOSED, Answer, Exchange
 
 ROUTES = MappingProxyType(
     {
@@ -85,12 +84,12 @@ class ProxiedRoutes:
         except GatewayError as exc:
             await _send_error(exc, id_header, scope, receive, send)
             return
-        exchange = Exchange(request_id, principal, api)
+        exchange = Exchange(request_id, self.ids.decision(), principal, api)
         try:
             body = await _read_body(receive, parts.settings.max_body_bytes, declared)
             exchange.request_body = body
             data = parts.proxy.plan(exchange, body, data_class)
-            response = await parts.proxy.forward(exchange, data)
+            answer = await parts.proxy.forward(exchange, data)
         except GatewayError as exc:
             await self._refuse(exchange, exc, id_header, scope, receive, send)
             return
@@ -99,17 +98,20 @@ class ProxiedRoutes:
             error = GatewayError("The gateway failed to handle this request")
             await self._refuse(exchange, error, id_header, scope, receive, send)
             return
-        if not isinstance(response, StreamingResponse):  # a stream finishes itself before its end
+        if answer.stream is None:  # a stream finishes itself before its end
             try:
                 await parts.proxy.finish(exchange)
             except GatewayError as exc:  # no record, no answer: the upstream's reply is dropped
                 await _send_error(exc, id_header, scope, receive, send)
                 return
-        response.raw_headers.append(id_header)
-        if isinstance(response, StreamingResponse):
-            await _send_stream(response, receive, send)
+        answer.headers.append(id_header)
+        if answer.stream is not None:
+            await _send_stream(answer, answer.stream, receive, send)
         else:
-            await response(scope, receive, send)
+            await send(
+                {"type": "http.response.start", "status": answer.status, "headers": answer.headers}
+            )
+            await send({"type": "http.response.body", "body": answer.body})
 
     async def _refuse(
         self,
@@ -132,7 +134,9 @@ class ProxiedRoutes:
             await _send_error(error, id_header, scope, receive, send)
 
 
-async def _send_stream(response: StreamingResponse, receive: Receive, send: Send) -> None:
+async def _send_stream(
+    answer: Answer, body: AsyncIterator[bytes], receive: Receive, send: Send
+) -> None:
     """Relay a stream event by event. A client that goes away cancels the relay, which closes the
     upstream stream and records the request as closed by the client: one watcher task per stream,
     where a framework's task group costs several times more."""
@@ -147,14 +151,9 @@ async def _send_stream(response: StreamingResponse, receive: Receive, send: Send
             relay.cancel()
 
     watcher = asyncio.create_task(watch())
-    body = response.body_iterator
     try:
         await send(
-            {
-                "type": "http.response.start",
-                "status": response.status_code,
-                "headers": response.raw_headers,
-            }
+            {"type": "http.response.start", "status": answer.status, "headers": answer.headers}
         )
         async for chunk in body:
             await send({"type": "http.response.body", "body": chunk, "more_body": True})

@@ -13,12 +13,18 @@ HEADER = b"x-request-id"
 
 
 class RequestIds:
-    """The client's `x-request-id` when it is acceptable, else a new one: a random prefix drawn
-    once per process and a counter, unique without a system call per request."""
+    """The client's `x-request-id` when it is acceptable, else a new one; and a decision id for
+    each request, always the gateway's own. Both are a random prefix drawn once per process and a
+    counter: unique across replicas and restarts without a system call per request."""
 
     def __init__(self) -> None:
         self._prefix = "req_" + os.urandom(6).hex()
         self._counter = itertools.count(1)
+        self._decision_prefix = "dec_" + os.urandom(6).hex()
+        self._decisions = itertools.count(1)
+
+    def decision(self) -> str:
+        return f"{self._decision_prefix}{next(self._decisions):012x}"
 
     def of(self, scope: Scope) -> str:
         for name, value in scope["headers"]:

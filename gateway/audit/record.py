@@ -38,7 +38,9 @@ def content_mode(exchange: Exchange) -> AuditContent:
     return tenant.audit.content if tenant else AuditContent.NONE
 
 
-def build_record(exchange: Exchange, finished: float, content_key: bytes | None) -> dict[str, Any]:
+def build_record(
+    exchange: Exchange, finished: float, content_key: bytes | None, mode: AuditContent
+) -> dict[str, Any]:
     route = exchange.route
     error = exchange.error
     record: dict[str, Any] = {
@@ -80,7 +82,6 @@ def build_record(exchange: Exchange, finished: float, content_key: bytes | None)
         "deployment": _deployment(exchange),
         "error": {"type": error.type, "code": error.code} if error else None,
     }
-    mode = content_mode(exchange)
     if mode is not AuditContent.NONE:
         record["content"] = _content(exchange, mode, content_key)
     return record

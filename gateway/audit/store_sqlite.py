@@ -5,12 +5,10 @@ One connection, used from one worker thread, so the event loop never waits on th
 
 from __future__ import annotations
 
-import asyncio
 import os
 import secrets
 import sqlite3
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
 
@@ -25,6 +23,7 @@ from gateway.audit.store import (
     schema_sql,
     select_records,
 )
+from gateway.worker_thread import WorkerThread
 
 T = TypeVar("T")
 
@@ -34,7 +33,7 @@ SCHEMA = schema_sql(integer="INTEGER", blob="BLOB")
 class SQLiteStore:
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="audit-sqlite")
+        self._thread = WorkerThread("audit-sqlite")
         self._db: sqlite3.Connection | None = None
 
     async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
@@ -46,7 +45,7 @@ class SQLiteStore:
             except sqlite3.Error as exc:
                 raise StoreUnavailable(f"SQLite audit store: {exc}") from exc
 
-        return await asyncio.get_running_loop().run_in_executor(self._executor, call)
+        return await self._thread.run(call)
 
     async def open(self) -> None:
         def connect() -> None:
@@ -59,7 +58,7 @@ class SQLiteStore:
             self._db = db
             os.chmod(self.path, 0o600)
 
-        await asyncio.get_running_loop().run_in_executor(self._executor, connect)
+        await self._thread.run(connect)
 
     async def append_batch(self, records: list[StoredRecord]) -> None:
         rows = [(r.log_id, r.seq, r.time, r.tenant, r.leaf, r.body) for r in records]
@@ -164,5 +163,5 @@ class SQLiteStore:
                 self._db.close()
                 self._db = None
 
-        await asyncio.get_running_loop().run_in_executor(self._executor, close)
-        self._executor.shutdown(wait=True)
+        await self._thread.run(close)
+        await self._thread.stop()

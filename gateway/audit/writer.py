@@ -1,11 +1,14 @@
 """The audit writer: group commit, the running Merkle root, signed checkpoints.
 
-Requests hand their record to `append` and wait. One task takes everything queued (up to
-`batch_max`), numbers the records, hashes them into the tree and commits them in one transaction;
-then every waiting request goes on. A checkpoint is signed every `checkpoint_every` records and
-every `checkpoint_interval_s` seconds, also when idle. When a batch cannot be committed the writer
-stops accepting (strict mode: the proxy then refuses with 503 before forwarding anything) and
-probes the store on each tick until it takes writes again.
+Requests hand their record to `append` and wait on the future it returns. One task takes
+everything pending (up to `batch_max`), numbers the records, hashes them into the tree and commits
+them in one transaction; then every waiting request goes on. A batch that is not committed within
+`commit_timeout_s` fails, with every request in it (a SQLite write already under way may still
+land: the log can then hold a request that was refused with 503, never miss one that was
+answered). A checkpoint is signed every
+`checkpoint_every` records and every `checkpoint_interval_s` seconds, also when idle. When a batch
+cannot be committed the writer stops accepting (strict mode: the proxy then refuses with 503
+before forwarding anything) and probes the store on each tick until it takes writes again.
 """
 
 from __future__ import annotations
@@ -62,6 +65,7 @@ class AuditWriter:
         checkpoint_interval_s: float = 10.0,
         clock: Callable[[], float] = time.time,
         on_batch: Callable[[int, float], None] | None = None,
+        commit_timeout_s: float = 30.0,
     ) -> None:
         self.store = store
         self.signer = signer
@@ -72,7 +76,9 @@ class AuditWriter:
         self._interval = checkpoint_interval_s
         self._clock = clock
         self._on_batch = on_batch
-        self._queue: asyncio.Queue[tuple[dict[str, Any], asyncio.Future[int]]] = asyncio.Queue()
+        self._commit_timeout_s = commit_timeout_s
+        self._pending: list[tuple[dict[str, Any], asyncio.Future[int]]] = []
+        self._wakeup: asyncio.Future[None] | None = None
         self._frontier = Frontier()
         self._signed_size = -1
         self._tasks: list[asyncio.Task[None]] = []
@@ -86,7 +92,7 @@ class AuditWriter:
 
     @property
     def backlog(self) -> int:
-        return self._queue.qsize()
+        return len(self._pending)
 
     async def start(self) -> None:
         await self.store.open()
@@ -101,9 +107,7 @@ class AuditWriter:
     async def stop(self) -> None:
         await cancel_and_wait(self._tasks)
         self._tasks = []
-        pending = []
-        while not self._queue.empty():
-            pending.append(self._queue.get_nowait())
+        pending, self._pending = self._pending, []
         if pending:
             await self._commit(pending)
         with contextlib.suppress(StoreUnavailable):
@@ -111,11 +115,16 @@ class AuditWriter:
         self.accepting = False
         await self.store.aclose()
 
-    async def append(self, record: dict[str, Any]) -> int:
-        """Commit `record`; returns its sequence number once it is durable."""
+    def append(self, record: dict[str, Any]) -> asyncio.Future[int]:
+        """Queue `record` for commit; the future gives its sequence number once it is durable."""
         future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait((record, future))
-        return await future
+        self._pending.append((record, future))
+        wakeup = self._wakeup
+        if wakeup is not None:
+            self._wakeup = None
+            if not wakeup.done():  # done: cancelled with the writer at shutdown
+                wakeup.set_result(None)
+        return future
 
     async def checkpoint(self) -> None:
         """Sign the current size and root (also when nothing changed: it shows the log is live)."""
@@ -133,14 +142,17 @@ class AuditWriter:
         self._frontier = frontier
 
     async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
         while True:
-            batch = [await self._queue.get()]
+            if not self._pending:
+                self._wakeup = loop.create_future()
+                await self._wakeup
             if self._last_batch > 1:
                 # under load: one turn of the event loop lets the requests whose answers are
                 # already in join this transaction, so fewer, larger commits
                 await asyncio.sleep(0)
-            while len(batch) < self._batch_max and not self._queue.empty():
-                batch.append(self._queue.get_nowait())
+            batch = self._pending[: self._batch_max]
+            del self._pending[: self._batch_max]
             self._last_batch = len(batch)
             try:
                 await self._commit(batch)
@@ -166,8 +178,11 @@ class AuditWriter:
             frontier.append(leaf)
         began = time.perf_counter()
         try:
-            await self.store.append_batch(rows)
-        except StoreUnavailable as exc:
+            async with asyncio.timeout(self._commit_timeout_s):
+                await self.store.append_batch(rows)
+        except (StoreUnavailable, TimeoutError) as exc:
+            if isinstance(exc, TimeoutError):
+                exc = StoreUnavailable(f"no commit within {self._commit_timeout_s:g} s")
             self.accepting = False
             self.stats.failed_batches += 1
             log.error(
@@ -194,8 +209,11 @@ class AuditWriter:
     async def _tick(self) -> None:
         while True:
             await asyncio.sleep(self._interval)
+            # only a tick that re-read the log may reopen it: a batch that failed while this
+            # tick's checkpoint waited may still land (a timed-out SQLite write does)
+            recovering = not self.accepting
             try:
-                if not self.accepting:
+                if recovering:
                     await self._recover()  # a batch may have landed before the failure was seen
                 await self.checkpoint()
             except StoreUnavailable as exc:
@@ -204,6 +222,6 @@ class AuditWriter:
                     extra={"event": "audit_store_unavailable", "error": str(exc)},
                 )
                 continue
-            if not self.accepting:
+            if recovering and not self.accepting:
                 log.info("audit store is back", extra={"event": "audit_store_recovered"})
                 self.accepting = True

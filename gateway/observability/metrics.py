@@ -12,12 +12,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from gateway.routing.load import VLLMLoad
+
+M = TypeVar("M", Counter, Histogram)
 
 SECONDS_TO_MINUTES = (
     0.005,
@@ -62,6 +65,24 @@ class TenantLabel:
             self._seen.add(tenant)
             return tenant
         return "other"
+
+
+class Children(Generic[M]):
+    """A labelled metric's children kept by label values. `labels()` takes a lock and checks
+    its arguments on every call; the hot path asks for the same few children again and again.
+    As bounded as the metric itself: one entry per child it already holds."""
+
+    __slots__ = ("_cache", "_metric")
+
+    def __init__(self, metric: M) -> None:
+        self._metric: M = metric
+        self._cache: dict[tuple[str, ...], M] = {}
+
+    def __call__(self, *values: str) -> M:
+        child = self._cache.get(values)
+        if child is None:
+            child = self._cache[values] = self._metric.labels(*values)
+        return child
 
 
 @dataclass

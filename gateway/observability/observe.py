@@ -10,14 +10,17 @@ import time
 from typing import TYPE_CHECKING
 
 from gateway.errors import AuditUnavailable, RateLimited
-from gateway.observability.metrics import Metrics
+from gateway.observability.metrics import Children, Metrics
 from gateway.policy.schema import Api
 
 if TYPE_CHECKING:
+    from gateway.policy.compile import Route
+    from gateway.policy.schema import Deployment
     from gateway.proxy import Exchange
 
 access = logging.getLogger("gateway.access")
 
+API_NAMES = {api: api.value for api in Api}
 OPERATIONS = {
     Api.CHAT: "chat",
     Api.COMPLETIONS: "text_completion",
@@ -26,32 +29,44 @@ OPERATIONS = {
 }
 
 
+FACTS_CACHE_SIZE = 4096
+
+
 class RequestObserver:
     def __init__(self, metrics: Metrics, access_log: bool) -> None:
         self.metrics = metrics
         self._access_log = access_log
+        self._requests = Children(metrics.requests)
+        self._duration = Children(metrics.duration)
+        self._errors = Children(metrics.errors)
+        self._decisions = Children(metrics.decisions)
+        self._ttft = Children(metrics.ttft)
+        self._tokens = Children(metrics.tokens)
+        self._per_token = Children(metrics.per_token)
+        # (revision, deployment) -> (country, operator's ultimate jurisdiction, provider)
+        self._facts: dict[tuple[str, str], tuple[str, str, str]] = {}
 
     def observe(self, exchange: Exchange) -> None:
         m = self.metrics
         elapsed = time.perf_counter() - exchange.started
         tenant = m.tenant(exchange.principal.tenant)
-        model = exchange.model or ""
+        route = exchange.route
+        # a model the catalog knows, never the raw string a client sent: labels stay bounded
+        model = route.requested if route is not None else ""
         dep = exchange.deployment
         country = jurisdiction = provider = ""
-        if dep is not None and exchange.policy is not None:
-            backend = exchange.policy.policy.catalog.backends[dep.backend]
-            country = backend.country
-            jurisdiction = backend.operator.control_chain()[-1]
-            provider = backend.provider or backend.kind.value
+        if dep is not None and route is not None:
+            country, jurisdiction, provider = self._facts_of(route, dep)
         status = str(exchange.status)
-        m.requests.labels(tenant, model, dep.id if dep else "", country, jurisdiction, status).inc()
-        m.duration.labels(tenant, exchange.api.value, str(exchange.stream).lower()).observe(elapsed)
+        self._requests(tenant, model, dep.id if dep else "", country, jurisdiction, status).inc()
+        api = API_NAMES[exchange.api]
+        self._duration(tenant, api, "true" if exchange.stream else "false").observe(elapsed)
         if exchange.error is not None:
             # the class's code, not the instance's: upstreams cannot invent label values
             kind = type(exchange.error)
-            m.errors.labels(tenant, kind.code or kind.type).inc()
+            self._errors(tenant, kind.code or kind.type).inc()
         result, rule = _decision(exchange)
-        m.decisions.labels(tenant, result, rule).inc()
+        self._decisions(tenant, result, rule).inc()
         for i, attempt in enumerate(exchange.attempts):
             if attempt.outcome == "ok":
                 continue
@@ -65,14 +80,14 @@ class RequestObserver:
         if dep is not None:
             genai = (OPERATIONS[exchange.api], provider, model)
             if exchange.first_byte_s is not None:
-                m.ttft.labels(*genai).observe(exchange.first_byte_s)
+                self._ttft(*genai).observe(exchange.first_byte_s)
             usage = exchange.usage
             if usage is not None:
-                m.tokens.labels(*genai, "input").observe(usage.prompt_tokens)
-                m.tokens.labels(*genai, "output").observe(usage.completion_tokens)
+                self._tokens(*genai, "input").observe(usage.prompt_tokens)
+                self._tokens(*genai, "output").observe(usage.completion_tokens)
                 if exchange.stream and usage.completion_tokens > 1 and exchange.first_byte_s:
                     per_token = (elapsed - exchange.first_byte_s) / (usage.completion_tokens - 1)
-                    m.per_token.labels(*genai).observe(max(per_token, 0.0))
+                    self._per_token(*genai).observe(max(per_token, 0.0))
         if self._access_log and access.isEnabledFor(logging.INFO):
             usage = exchange.usage
             access.info(
@@ -101,6 +116,20 @@ class RequestObserver:
                     "error": exchange.error.code if exchange.error else None,
                 },
             )
+
+    def _facts_of(self, route: Route, dep: Deployment) -> tuple[str, str, str]:
+        key = (route.revision, dep.id)
+        facts = self._facts.get(key)
+        if facts is None:
+            if len(self._facts) >= FACTS_CACHE_SIZE:
+                self._facts.clear()
+            backend = route.compiled.policy.catalog.backends[dep.backend]
+            facts = self._facts[key] = (
+                backend.country,
+                backend.operator.control_chain()[-1],
+                backend.provider or backend.kind.value,
+            )
+        return facts
 
 
 def _decision(exchange: Exchange) -> tuple[str, str]:

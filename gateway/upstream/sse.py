@@ -30,28 +30,49 @@ class SSEUsageFilter:
     def __init__(self, strip_usage_chunk: bool) -> None:
         self._strip = strip_usage_chunk
         self._buffer = b""
-        self._separator = b"\n\n"
+        self._separator: bytes | None = None
         self.usage: Usage | None = None
-        self.events = 0
 
     def feed(self, chunk: bytes) -> bytes:
-        if not self._buffer and self.events == 0 and b"\r\n" in chunk:
-            self._separator = b"\r\n\r\n"
-        self._buffer += chunk
-        end = self._buffer.rfind(self._separator)
+        buffer = self._buffer + chunk if self._buffer else chunk
+        separator = self._separator
+        if separator is None:  # the first line end says which one the stream uses
+            newline = buffer.find(b"\n")
+            if newline < 0:
+                self._buffer = buffer
+                return b""
+            crlf = newline > 0 and buffer[newline - 1] == 0x0D
+            separator = self._separator = b"\r\n\r\n" if crlf else b"\n\n"
+        end = buffer.rfind(separator)
         if end < 0:
+            self._buffer = buffer
             return b""
-        cut = end + len(self._separator)
-        ready, self._buffer = self._buffer[:cut], self._buffer[cut:]
-        if b'"usage":{' not in ready and b'"usage": {' not in ready:
-            self.events += ready.count(self._separator)
+        cut = end + len(separator)
+        ready, self._buffer = buffer[:cut], buffer[cut:]
+        found = _usage_at(ready, 0)
+        if found < 0:  # the usual case: whole events, none with usage, passed on as they are
             return ready
-        kept = [ev for ev in ready.split(self._separator)[:-1] if self._keep(ev)]
-        self.events += len(kept)
-        return b"".join(ev + self._separator for ev in kept)
+        # isolate each event carrying usage; everything around it goes through untouched
+        kept: list[bytes] = []
+        start = 0
+        while found >= 0:
+            begin = ready.rfind(separator, start, found)
+            begin = start if begin < 0 else begin + len(separator)
+            close = ready.find(separator, found) + len(separator)
+            if self._keep(ready[begin:close]):
+                kept.append(ready[start:close])
+            else:
+                kept.append(ready[start:begin])
+            start = close
+            found = _usage_at(ready, start)
+        kept.append(ready[start:])
+        return b"".join(kept)
 
     def flush(self) -> bytes:
+        """What is left when the stream ends (an event without its blank line)."""
         rest, self._buffer = self._buffer, b""
+        if rest and _usage_at(rest, 0) >= 0 and not self._keep(rest):
+            return b""
         return rest
 
     def _keep(self, event: bytes) -> bool:
@@ -72,6 +93,15 @@ class SSEUsageFilter:
             if self._strip and not obj.get("choices"):
                 return False
         return True
+
+
+def _usage_at(data: bytes, start: int) -> int:
+    """Where the next `"usage": {...}` is, with or without the space, or -1."""
+    tight = data.find(b'"usage":{', start)
+    spaced = data.find(b'"usage": {', start)
+    if tight < 0:
+        return spaced
+    return tight if spaced < 0 else min(tight, spaced)
 
 
 def error_event(envelope: dict[str, object]) -> bytes:

@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import sqlite3
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import orjson
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -18,7 +21,7 @@ from gateway.audit.setup import open_store
 from gateway.audit.signing import Checkpoint, Signer, public_key_pem
 from gateway.audit.store import Query
 from gateway.audit.verify import Report, verify_export
-from gateway.audit.writer import AuditWriter
+from gateway.audit.writer import AuditWriteFailed, AuditWriter
 from tests.harness import sovereign_gateway
 
 SIGNER = Signer(Ed25519PrivateKey.generate())
@@ -202,3 +205,68 @@ def test_canonical_json_is_sorted_compact_and_refuses_floats() -> None:
         canonical({"duration": 1.5})
     with pytest.raises(NotCanonical):
         canonical({"nested": [{1: "x"}]})
+
+
+def test_a_commit_that_hangs_fails_its_batch_and_stops_the_writer_until_it_recovers(
+    store_url: str,
+) -> None:
+    """A batch blocked behind another session's table lock (PostgreSQL) or write lock (SQLite)
+    fails after the commit timeout, with every request in it; once the lock goes, the writer
+    takes records again and the log still verifies."""
+
+    async def scenario() -> None:
+        writer = AuditWriter(
+            open_store(store_url),
+            SIGNER,
+            "replica-a",
+            checkpoint_interval_s=0.2,
+            commit_timeout_s=0.5,
+        )
+        await writer.start()
+        release = await _hold_write_lock(store_url)
+        try:
+            began = asyncio.get_running_loop().time()
+            results = await asyncio.gather(
+                *(writer.append(_record(i, "alpha")) for i in range(3)), return_exceptions=True
+            )
+            waited = asyncio.get_running_loop().time() - began
+            assert all(isinstance(r, AuditWriteFailed) for r in results), results
+            assert 0.4 < waited < 5
+            assert not writer.accepting
+        finally:
+            await release()
+        for _ in range(100):
+            if writer.accepting:
+                break
+            await asyncio.sleep(0.05)
+        assert writer.accepting
+        assert await writer.append(_record(3, "alpha")) == writer.size - 1
+        await writer.stop()
+
+    asyncio.run(scenario())
+    report = verify(asyncio.run(_export(store_url)))
+    assert report.ok, report.failures
+
+
+async def _hold_write_lock(store_url: str) -> Callable[[], Awaitable[None]]:
+    """Take the audit table's write lock from another session; returns how to let it go."""
+    if store_url.startswith("sqlite:"):
+        db = sqlite3.connect(store_url.removeprefix("sqlite:"), isolation_level=None)
+        db.execute("BEGIN IMMEDIATE")
+
+        async def release_sqlite() -> None:
+            db.execute("ROLLBACK")
+            db.close()
+
+        return release_sqlite
+    dsn, _, search_path = store_url.partition("?search_path=")
+    conn = await asyncpg.connect(dsn, server_settings={"search_path": search_path})
+    transaction = conn.transaction()
+    await transaction.start()
+    await conn.execute("LOCK TABLE audit_records IN ACCESS EXCLUSIVE MODE")
+
+    async def release_postgres() -> None:
+        await transaction.rollback()
+        await conn.close()
+
+    return release_postgres

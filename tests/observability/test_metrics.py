@@ -197,6 +197,30 @@ def test_tenant_labels_are_capped(observed: tuple[Gateway, Path]) -> None:
     assert label("eu-bank") == ""
 
 
+def test_model_names_a_client_makes_up_never_become_label_values(
+    observed: tuple[Gateway, Path],
+) -> None:
+    gw, _ = observed
+    bank = openai.OpenAI(base_url=gw.v1, api_key=demo_key("eu-bank"), max_retries=0)
+    made_up = [f"no-such-model-{i}" for i in range(5)]
+    for model in made_up:
+        with pytest.raises(openai.APIStatusError):
+            bank.chat.completions.create(model=model, messages=[{"role": "user", "content": "x"}])
+    body, samples = scrape(gw, TOKEN)
+    assert b"no-such-model" not in body
+    refused = value(
+        samples,
+        "sgw_requests_total",
+        tenant="eu-bank",
+        model="",
+        deployment="",
+        country="",
+        jurisdiction="",
+        status="404",
+    )
+    assert refused >= 5  # still counted, under no model
+
+
 def test_logs_are_json_with_ids_and_never_keys_or_prompts(observed: tuple[Gateway, Path]) -> None:
     gw, log = observed
     secret_prompt = "the merger closes on friday"
