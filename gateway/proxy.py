@@ -51,6 +51,10 @@ SSE_HEADERS = (
 RawHeaders = list[tuple[bytes, bytes]]
 
 
+class LastChunk(bytes):
+    """A stream's last chunk: sent together with the end of the response, in one write."""
+
+
 @dataclass(slots=True)
 class Answer:
     """What goes back to the client: a status, raw headers, and a body or a stream of chunks."""
@@ -350,7 +354,7 @@ class Proxy:
                 return
             recorded = True
             if tail:
-                yield tail
+                yield LastChunk(tail)
         except GatewayError as exc:
             exchange.error = exc
             exchange.status = exc.status

@@ -23,7 +23,7 @@ from gateway.asgi.types import ASGIApp, Receive, Scope, Send
 from gateway.components import Components
 from gateway.errors import GatewayError, InvalidRequest, RequestTooLarge
 from gateway.policy.schema import Api
-from gateway.proxy import CLIENT_CLOSED, Answer, Exchange
+from gateway.proxy import CLIENT_CLOSED, Answer, Exchange, LastChunk
 
 ROUTES = MappingProxyType(
     {
@@ -155,10 +155,16 @@ async def _send_stream(
         await send(
             {"type": "http.response.start", "status": answer.status, "headers": answer.headers}
         )
+        ended = False
         async for chunk in body:
-            await send({"type": "http.response.body", "body": chunk, "more_body": True})
-        finished = True
-        await send({"type": "http.response.body", "body": b"", "more_body": False})
+            if type(chunk) is LastChunk:
+                finished = ended = True
+                await send({"type": "http.response.body", "body": chunk, "more_body": False})
+            else:
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        if not ended:
+            finished = True
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
     except asyncio.CancelledError:
         if not (watcher.done() and not watcher.cancelled()):
             raise  # cancelled from outside (shutdown), not by the client leaving
