@@ -25,7 +25,7 @@ import asyncio
 import collections
 import ssl
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import cast
 from urllib.parse import urlsplit
@@ -123,8 +123,12 @@ class Response:
         chunks.clear()
         return body
 
-    async def chunks(self) -> AsyncIterator[bytes]:
-        """The body as it arrives, bytes as they were read (not aligned to any framing)."""
+    async def chunks(
+        self, translate: Callable[[HTTPClientError], Exception] | None = None
+    ) -> AsyncIterator[bytes]:
+        """The body as it arrives, bytes as they were read (not aligned to any framing).
+
+        `translate` turns this client's errors into the caller's, saving a wrapping generator."""
         while True:
             if self._chunks:
                 chunk = self._chunks.popleft()
@@ -133,7 +137,10 @@ class Response:
                     self._connection.resume()
                 yield chunk
             elif self._error is not None:
-                raise self._error
+                error = self._error
+                if translate is not None and isinstance(error, HTTPClientError):
+                    raise translate(error) from error
+                raise error
             elif self._complete:
                 return
             else:

@@ -29,12 +29,11 @@ class _Stream:
         self._response = response
         self._name = name
 
-    async def chunks(self) -> AsyncIterator[bytes]:
-        try:
-            async for chunk in self._response.chunks():
-                yield chunk
-        except HTTPClientError as exc:
-            raise _translate(exc, self._name, "broke the stream") from exc
+    def chunks(self) -> AsyncIterator[bytes]:
+        return self._response.chunks(self._broken)
+
+    def _broken(self, exc: HTTPClientError) -> GatewayError:
+        return _translate(exc, self._name, "broke the stream")
 
     async def aclose(self) -> None:
         # an unfinished body takes its connection down: it never goes back to the pool
