@@ -155,14 +155,13 @@ async def _send_stream(
         await send(
             {"type": "http.response.start", "status": answer.status, "headers": answer.headers}
         )
-        ended = False
         async for chunk in body:
             if type(chunk) is LastChunk:
-                finished = ended = True
+                finished = True
                 await send({"type": "http.response.body", "body": chunk, "more_body": False})
             else:
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
-        if not ended:
+        if not finished:  # the stream ended without a last chunk: end the response here
             finished = True
             await send({"type": "http.response.body", "body": b"", "more_body": False})
     except asyncio.CancelledError:

@@ -50,7 +50,11 @@ class AuditLog:
             return
         try:
             mode = content_mode(exchange)
-            key = await self._content_key(exchange) if mode is AuditContent.HASH else None
+            key = (
+                await self._content_key(exchange.principal.tenant)
+                if mode is AuditContent.HASH
+                else None
+            )
             record = build_record(exchange, time.perf_counter(), key, mode)
             await self.writer.append(record)  # the writer bounds each commit's time
         except (AuditWriteFailed, StoreUnavailable) as exc:
@@ -80,10 +84,9 @@ class AuditLog:
                 extra={"event": "audit_record_lost", "request_id": exchange.request_id},
             )
 
-    async def _content_key(self, exchange: Exchange) -> bytes | None:
-        if content_mode(exchange) is not AuditContent.HASH or self.writer is None:
-            return None
-        tenant = exchange.principal.tenant
+    async def _content_key(self, tenant: str) -> bytes:
+        """The tenant's key for `hash` mode, read from the store once."""
+        assert self.writer is not None
         key = self._content_keys.get(tenant)
         if key is None:
             key = self._content_keys[tenant] = await self.writer.store.content_key(tenant)

@@ -5,10 +5,10 @@ everything pending (up to `batch_max`), numbers the records, hashes them into th
 them in one transaction; then every waiting request goes on. A batch that is not committed within
 `commit_timeout_s` fails, with every request in it (a SQLite write already under way may still
 land: the log can then hold a request that was refused with 503, never miss one that was
-answered). A checkpoint is signed every
-`checkpoint_every` records and every `checkpoint_interval_s` seconds, also when idle. When a batch
-cannot be committed the writer stops accepting (strict mode: the proxy then refuses with 503
-before forwarding anything) and probes the store on each tick until it takes writes again.
+answered). A checkpoint is signed every `checkpoint_every` records and every
+`checkpoint_interval_s` seconds, also when idle. When a batch cannot be committed the writer stops
+accepting (strict mode: the proxy then refuses with 503 before forwarding anything) and probes the
+store on each tick until it takes writes again.
 """
 
 from __future__ import annotations

@@ -193,6 +193,8 @@ class _Connection(asyncio.Protocol):
         self._pool = pool
         self._loop = pool.loop
         self.transport: asyncio.Transport | None = None
+        # one parser for the connection's life: llhttp starts over after each complete message,
+        # and a parse error takes the connection down
         self._parser = httptools.HttpResponseParser(self)
         self._response: Response | None = None
         self._head: asyncio.Future[Response] | None = None
@@ -243,7 +245,6 @@ class _Connection(asyncio.Protocol):
     ) -> tuple[Response, asyncio.Future[Response]]:
         """Write the request; the future gives the response at its head (or, `whole`, its end)."""
         assert self.transport is not None
-        self._parser = httptools.HttpResponseParser(self)
         response = self._response = Response(self, bounded=not whole)
         self._length_known = False
         self._whole = whole
