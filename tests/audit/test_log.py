@@ -270,3 +270,74 @@ async def _hold_write_lock(store_url: str) -> Callable[[], Awaitable[None]]:
         await conn.close()
 
     return release_postgres
+
+
+def test_under_load_a_batch_grows_while_each_turn_brings_records_and_no_longer(
+    tmp_path: Path,
+) -> None:
+    """Records that arrive turn after turn of the event loop share one commit; a lone record
+    after a quiet spell is committed at once, not after the gathering bound."""
+
+    async def scenario() -> list[int]:
+        writer = AuditWriter(
+            open_store(f"sqlite:{tmp_path / 'audit.sqlite3'}"),
+            SIGNER,
+            "replica-a",
+            checkpoint_interval_s=3600,
+            gather_s=5.0,
+        )
+        await writer.start()
+        try:
+            # two at once: the writer now knows it is under load
+            await asyncio.gather(
+                writer.append(_record(0, "alpha")), writer.append(_record(1, "alpha"))
+            )
+
+            async def one_per_turn() -> list[asyncio.Future[int]]:
+                futures = []
+                for i in range(2, 12):
+                    futures.append(writer.append(_record(i, "alpha")))
+                    await asyncio.sleep(0)
+                return futures
+
+            await asyncio.gather(*await one_per_turn())
+            began = asyncio.get_running_loop().time()
+            await writer.append(_record(12, "alpha"))
+            assert asyncio.get_running_loop().time() - began < 1  # not the 5 s bound
+            return list(writer.stats.batch_sizes)
+        finally:
+            await writer.stop()
+
+    assert asyncio.run(scenario()) == [2, 10, 1]
+
+
+def test_gathering_a_batch_stops_at_its_time_bound(tmp_path: Path) -> None:
+    async def scenario() -> tuple[list[int], int]:
+        writer = AuditWriter(
+            open_store(f"sqlite:{tmp_path / 'audit.sqlite3'}"),
+            SIGNER,
+            "replica-a",
+            checkpoint_interval_s=3600,
+            gather_s=0.02,
+        )
+        await writer.start()
+        try:
+            await asyncio.gather(
+                writer.append(_record(0, "alpha")), writer.append(_record(1, "alpha"))
+            )
+            futures = []
+            loop = asyncio.get_running_loop()
+            stop = loop.time() + 0.3
+            i = 2
+            while loop.time() < stop:  # a record every turn, for far longer than the bound
+                futures.append(writer.append(_record(i, "alpha")))
+                i += 1
+                await asyncio.sleep(0)
+            await asyncio.gather(*futures)
+            return list(writer.stats.batch_sizes), i
+        finally:
+            await writer.stop()
+
+    sizes, appended = asyncio.run(scenario())
+    assert len(sizes) >= 5, sizes  # commits went on while records kept coming
+    assert sum(sizes) == appended
