@@ -27,7 +27,7 @@ import orjson
 import yaml
 
 from bench.load import LoadResult, run_load
-from bench.wrk import WRK, WrkResult, run_wrk
+from bench.wrk import WRK, WRK_CORE, WrkResult, run_wrk
 from tests.harness import free_port, wait_http
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -102,6 +102,11 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def _cores(pid: int) -> str:
+    """The cores a process may run on, as the report shows them."""
+    return ",".join(str(c) for c in sorted(os.sched_getaffinity(pid)))
+
+
 def _rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -172,7 +177,9 @@ def main() -> int:
     uvicorn_flags += ["--http", "httptools"]
     with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
         root = Path(tmp)
-        stack.enter_context(_spawn([*_pin("0"), py, "-m", "bench.upstream", str(ports["up"])]))
+        upstream = stack.enter_context(
+            _spawn([*_pin("0"), py, "-m", "bench.upstream", str(ports["up"])])
+        )
         procs: dict[str, subprocess.Popen[bytes]] = {}
         for name, module, port in (
             ("bare proxy", "bench.bare_proxy:app", ports["bare"]),
@@ -218,6 +225,8 @@ def main() -> int:
             if name == "direct" or name in procs
         }
         idle = {name: _rss_mb(pid) for name, (_, pid) in targets.items() if pid}
+        cores = {"upstream": _cores(upstream.pid)}
+        cores |= {name: _cores(pid) for name, (_, pid) in targets.items() if pid}
         for name, (base, _) in targets.items():  # warm up: first requests are slow everywhere
             key = LITELLM_KEY if name == "litellm proxy" else KEY
             for stream in (False, True):
@@ -255,7 +264,7 @@ def main() -> int:
                             (result.rps, result.percentile(50), result.percentile(99), per_req, rss)
                         )
         names = list(targets)
-    print(_report(rows, levels, idle, args, names))
+    print(_report(rows, levels, idle, args, names, cores))
     return 0
 
 
@@ -266,12 +275,13 @@ def _ratio(a: float, b: float, digits: int = 2) -> str:
     return f"{a / b:.{digits}f}"
 
 
-def _report(rows, levels, idle, args, names) -> str:  # type: ignore[no-untyped-def]
+def _report(rows, levels, idle, args, names, cores) -> str:  # type: ignore[no-untyped-def]
     med = {k: [statistics.median(x[i] for x in v) for i in range(5)] for k, v in rows.items()}
     lines = [
         f"machine: {platform.machine()}, {os.cpu_count()} cores, "
         f"Python {platform.python_version()}; load: {args.load}; "
         f"{args.rounds} round(s) of {args.seconds:g}s per cell, medians",
+        f"cores: wrk {WRK_CORE}, " + ", ".join(f"{k} {v}" for k, v in cores.items()),
         "",
         "| mode | conc. | target | req/s | p50 ms | p99 ms | added p50 ms | CPU ms/req | RSS MB |",
         "|---|---|---|---|---|---|---|---|---|",

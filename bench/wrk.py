@@ -14,6 +14,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 WRK = ROOT / ".tools" / "wrk"
+WRK_CORE = "0"  # wrk shares this core with the upstream; proxies run on the other
 
 SCRIPT = """
 wrk.method = "POST"
@@ -51,7 +52,12 @@ def _lua_string(text: str) -> str:
 
 
 def run_wrk(
-    url: str, body: bytes, headers: dict[str, str], concurrency: int, seconds: float, cpu: str = "0"
+    url: str,
+    body: bytes,
+    headers: dict[str, str],
+    concurrency: int,
+    seconds: float,
+    cpu: str = WRK_CORE,
 ) -> WrkResult:
     lines = "\n".join(
         f"wrk.headers[{_lua_string(k)}] = {_lua_string(v)}" for k, v in headers.items()

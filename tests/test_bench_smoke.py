@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -31,6 +32,13 @@ def test_bench_quick_run_reports_every_target() -> None:
         "gateway",
     ]
     assert "load: wrk" in out.stdout
+    # each proxy alone on the second core, the upstream and wrk on the first
+    cores = next(line for line in out.stdout.splitlines() if line.startswith("cores: "))
+    placed = dict(item.rsplit(" ", 1) for item in cores.removeprefix("cores: ").split(", "))
+    proxy_core, load_core = ("1", "0") if (os.cpu_count() or 1) > 1 else ("0", "0")
+    assert placed["wrk"] == placed["upstream"] == load_core, cores
+    for name in ("bare proxy", "bare proxy (httpx)", "litellm proxy", "gateway"):
+        assert placed[name] == proxy_core, cores
     for row in rows:
         assert float(row.split("|")[4].replace(",", "")) > 0
 
