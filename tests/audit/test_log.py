@@ -272,6 +272,20 @@ async def _hold_write_lock(store_url: str) -> Callable[[], Awaitable[None]]:
     return release_postgres
 
 
+async def _busy_writer(path: Path, gather_s: float) -> AuditWriter:
+    """A started writer whose last batch held two records, so it knows it is under load."""
+    writer = AuditWriter(
+        open_store(f"sqlite:{path}"),
+        SIGNER,
+        "replica-a",
+        checkpoint_interval_s=3600,
+        gather_s=gather_s,
+    )
+    await writer.start()
+    await asyncio.gather(writer.append(_record(0, "alpha")), writer.append(_record(1, "alpha")))
+    return writer
+
+
 def test_under_load_a_batch_grows_while_each_turn_brings_records_and_no_longer(
     tmp_path: Path,
 ) -> None:
@@ -279,19 +293,8 @@ def test_under_load_a_batch_grows_while_each_turn_brings_records_and_no_longer(
     after a quiet spell is committed at once, not after the gathering bound."""
 
     async def scenario() -> list[int]:
-        writer = AuditWriter(
-            open_store(f"sqlite:{tmp_path / 'audit.sqlite3'}"),
-            SIGNER,
-            "replica-a",
-            checkpoint_interval_s=3600,
-            gather_s=5.0,
-        )
-        await writer.start()
+        writer = await _busy_writer(tmp_path / "audit.sqlite3", gather_s=5.0)
         try:
-            # two at once: the writer now knows it is under load
-            await asyncio.gather(
-                writer.append(_record(0, "alpha")), writer.append(_record(1, "alpha"))
-            )
 
             async def one_per_turn() -> list[asyncio.Future[int]]:
                 futures = []
@@ -313,18 +316,8 @@ def test_under_load_a_batch_grows_while_each_turn_brings_records_and_no_longer(
 
 def test_gathering_a_batch_stops_at_its_time_bound(tmp_path: Path) -> None:
     async def scenario() -> tuple[list[int], int]:
-        writer = AuditWriter(
-            open_store(f"sqlite:{tmp_path / 'audit.sqlite3'}"),
-            SIGNER,
-            "replica-a",
-            checkpoint_interval_s=3600,
-            gather_s=0.02,
-        )
-        await writer.start()
+        writer = await _busy_writer(tmp_path / "audit.sqlite3", gather_s=0.02)
         try:
-            await asyncio.gather(
-                writer.append(_record(0, "alpha")), writer.append(_record(1, "alpha"))
-            )
             futures = []
             loop = asyncio.get_running_loop()
             stop = loop.time() + 0.3
