@@ -55,6 +55,11 @@ class LastChunk(bytes):
     """A stream's last chunk: sent together with the end of the response, in one write."""
 
 
+class UpstreamEnded(bytes):
+    """What a stream relays once its upstream has ended (possibly nothing): from here on a
+    client that leaves cannot stop anything, and the request is recorded as relayed."""
+
+
 @dataclass(slots=True)
 class Answer:
     """What goes back to the client: a status, raw headers, and a body or a stream of chunks."""
@@ -342,9 +347,7 @@ class Proxy:
                 out = take(sse.feed(chunk))
                 if out:
                     yield out
-            out = take(sse.flush())
-            if out:
-                yield out
+            yield UpstreamEnded(take(sse.flush()))
             exchange.usage = sse.usage
             try:
                 await self.finish(exchange)

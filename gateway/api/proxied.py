@@ -23,7 +23,7 @@ from gateway.asgi.types import ASGIApp, Receive, Scope, Send
 from gateway.components import Components
 from gateway.errors import GatewayError, InvalidRequest, RequestTooLarge
 from gateway.policy.schema import Api
-from gateway.proxy import CLIENT_CLOSED, Answer, Exchange, LastChunk
+from gateway.proxy import CLIENT_CLOSED, Answer, Exchange, LastChunk, UpstreamEnded
 
 ROUTES = MappingProxyType(
     {
@@ -137,9 +137,11 @@ class ProxiedRoutes:
 async def _send_stream(
     answer: Answer, body: AsyncIterator[bytes], receive: Receive, send: Send
 ) -> None:
-    """Relay a stream event by event. A client that goes away cancels the relay, which closes the
-    upstream stream and records the request as closed by the client: one watcher task per stream,
-    where a framework's task group costs several times more."""
+    """Relay a stream event by event. A client that goes away while the upstream is still sending
+    cancels the relay, which closes the upstream stream and records the request as closed by the
+    client: one watcher task per stream, where a framework's task group costs several times more.
+    The watcher goes once the upstream has ended: the request is then recorded as relayed, once,
+    whether or not the client stays for the final `[DONE]` (a short stream's watcher never runs)."""
     relay = asyncio.current_task()
     assert relay is not None
     finished = False
@@ -159,6 +161,10 @@ async def _send_stream(
             if type(chunk) is LastChunk:
                 finished = True
                 await send({"type": "http.response.body", "body": chunk, "more_body": False})
+            elif type(chunk) is UpstreamEnded:
+                watcher.cancel()  # nothing left to stop: the record waits for no client
+                if chunk:
+                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
             else:
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
         if not finished:  # the stream ended without a last chunk: end the response here

@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import random
 import signal
+import sqlite3
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -313,3 +315,42 @@ def test_the_auditor_api_serves_records_proofs_and_the_key(
     )
     assert tenant.status_code == 403
     assert httpx.get(gateway.base + "/audit/records").status_code == 401
+
+
+def test_a_client_that_leaves_while_its_stream_is_being_recorded_gets_one_record(
+    gateway: Gateway,
+) -> None:
+    """Once the upstream stream has ended, a client leaving changes nothing: the one record says
+    what the gateway relayed (the final `[DONE]` waits for the commit, which another session's
+    write lock holds back here)."""
+    store = store_of(gateway)
+    lock = sqlite3.connect(store.removeprefix("sqlite:"), isolation_level=None)
+    lock.execute("BEGIN IMMEDIATE")
+    try:
+        with httpx.stream(
+            "POST",
+            gateway.v1 + "/chat/completions",
+            headers={"authorization": f"Bearer {demo_key('acme-dev')}"},
+            json={
+                "model": "mistral-small",
+                "stream": True,
+                "messages": [{"role": "user", "content": "x"}],
+            },
+            timeout=30,
+        ) as response:
+            request_id = response.headers["x-request-id"]
+            for line in response.iter_lines():  # everything up to the last event before [DONE]
+                if '"finish_reason":"' in line.replace(" ", ""):
+                    break
+        time.sleep(0.5)  # the client is gone while the record waits for the lock
+    finally:
+        lock.execute("ROLLBACK")
+        lock.close()
+    deadline = time.monotonic() + 10
+    while not (found := [r for r in records(store) if r["request_id"] == request_id]):
+        assert time.monotonic() < deadline, "the stream was never recorded"
+        time.sleep(0.2)
+    time.sleep(1)  # a second record, if any, would be committed by now
+    found = [r for r in records(store) if r["request_id"] == request_id]
+    assert len(found) == 1, found
+    assert found[0]["status"] == 200 and found[0]["usage"]["completion_tokens"] > 0
