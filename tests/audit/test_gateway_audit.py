@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import signal
 import sqlite3
@@ -47,6 +48,20 @@ def chat(gw: Gateway, tenant: str, model: str, **extra: Any) -> httpx.Response:
         gw.v1 + "/chat/completions",
         headers={"authorization": f"Bearer {demo_key(tenant)}", **extra.pop("headers", {})},
         json={"model": model, "messages": [{"role": "user", "content": "audit me"}], **extra},
+        timeout=30,
+    )
+
+
+def stream_chat(gw: Gateway) -> contextlib.AbstractContextManager[httpx.Response]:
+    return httpx.stream(
+        "POST",
+        gw.v1 + "/chat/completions",
+        headers={"authorization": f"Bearer {demo_key('acme-dev')}"},
+        json={
+            "model": "mistral-small",
+            "stream": True,
+            "messages": [{"role": "user", "content": "x"}],
+        },
         timeout=30,
     )
 
@@ -100,17 +115,7 @@ def test_content_modes_full_and_none(gateway: Gateway) -> None:
 
 
 def test_a_stream_is_recorded_before_it_ends(gateway: Gateway) -> None:
-    with httpx.stream(
-        "POST",
-        gateway.v1 + "/chat/completions",
-        headers={"authorization": f"Bearer {demo_key('acme-dev')}"},
-        json={
-            "model": "mistral-small",
-            "stream": True,
-            "messages": [{"role": "user", "content": "x"}],
-        },
-        timeout=30,
-    ) as response:
+    with stream_chat(gateway) as response:
         body = b"".join(response.iter_bytes())
         request_id = response.headers["x-request-id"]
     assert body.endswith(b"data: [DONE]\n\n")
@@ -327,17 +332,7 @@ def test_a_client_that_leaves_while_its_stream_is_being_recorded_gets_one_record
     lock = sqlite3.connect(store.removeprefix("sqlite:"), isolation_level=None)
     lock.execute("BEGIN IMMEDIATE")
     try:
-        with httpx.stream(
-            "POST",
-            gateway.v1 + "/chat/completions",
-            headers={"authorization": f"Bearer {demo_key('acme-dev')}"},
-            json={
-                "model": "mistral-small",
-                "stream": True,
-                "messages": [{"role": "user", "content": "x"}],
-            },
-            timeout=30,
-        ) as response:
+        with stream_chat(gateway) as response:
             request_id = response.headers["x-request-id"]
             for line in response.iter_lines():  # everything up to the last event before [DONE]
                 if '"finish_reason":"' in line.replace(" ", ""):
