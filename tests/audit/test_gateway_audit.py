@@ -52,15 +52,18 @@ def chat(gw: Gateway, tenant: str, model: str, **extra: Any) -> httpx.Response:
     )
 
 
-def stream_chat(gw: Gateway) -> contextlib.AbstractContextManager[httpx.Response]:
+def stream_chat(
+    gw: Gateway, model: str = "mistral-small", **extra: Any
+) -> contextlib.AbstractContextManager[httpx.Response]:
     return httpx.stream(
         "POST",
         gw.v1 + "/chat/completions",
         headers={"authorization": f"Bearer {demo_key('acme-dev')}"},
         json={
-            "model": "mistral-small",
+            "model": model,
             "stream": True,
             "messages": [{"role": "user", "content": "x"}],
+            **extra,
         },
         timeout=30,
     )
@@ -341,11 +344,29 @@ def test_a_client_that_leaves_while_its_stream_is_being_recorded_gets_one_record
     finally:
         lock.execute("ROLLBACK")
         lock.close()
-    deadline = time.monotonic() + 10
-    while not (found := [r for r in records(store) if r["request_id"] == request_id]):
-        assert time.monotonic() < deadline, "the stream was never recorded"
-        time.sleep(0.2)
-    time.sleep(1)  # a second record, if any, would be committed by now
-    found = [r for r in records(store) if r["request_id"] == request_id]
+    found = settled_records(store, request_id)
     assert len(found) == 1, found
-    assert found[0]["status"] == 200 and found[0]["usage"]["completion_tokens"] > 0
+    record = found[0]
+    assert record["status"] == 200 and record["usage"]["completion_tokens"] > 0
+
+
+def test_a_client_that_leaves_mid_generation_is_recorded_once_as_closed(
+    gateway: Gateway, sims: dict[str, Sim]
+) -> None:
+    sims["mistral-ai"].configure(token_interval_s=0.2, output_tokens=200)
+    with stream_chat(gateway, "mistral-medium", max_tokens=200) as response:
+        request_id = response.headers["x-request-id"]
+        next(response.iter_raw())
+    found = settled_records(store_of(gateway), request_id)
+    assert len(found) == 1, found
+    assert found[0]["status"] == 499
+
+
+def settled_records(store: str, request_id: str) -> list[dict[str, Any]]:
+    """The records of one request, once the first is in and a second would have followed."""
+    deadline = time.monotonic() + 10
+    while not [r for r in records(store) if r["request_id"] == request_id]:
+        assert time.monotonic() < deadline, "the request was never recorded"
+        time.sleep(0.2)
+    time.sleep(1)
+    return [r for r in records(store) if r["request_id"] == request_id]
