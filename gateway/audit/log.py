@@ -12,7 +12,7 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
-from gateway.audit.record import build_record, content_mode
+from gateway.audit.record import RecordBuilder, content_mode
 from gateway.audit.store import StoreUnavailable
 from gateway.audit.writer import AuditWriteFailed, AuditWriter
 from gateway.errors import AuditUnavailable
@@ -27,6 +27,7 @@ log = logging.getLogger("gateway.audit")
 class AuditLog:
     def __init__(self, writer: AuditWriter | None) -> None:
         self.writer = writer
+        self._records = RecordBuilder()
         self._content_keys: dict[str, bytes] = {}
         self._background: set[asyncio.Task[None]] = set()
 
@@ -55,7 +56,7 @@ class AuditLog:
                 if mode is AuditContent.HASH
                 else None
             )
-            record = build_record(exchange, time.perf_counter(), key, mode)
+            record = self._records.build(exchange, time.perf_counter(), key, mode)
             await self.writer.append(record)  # the writer bounds each commit's time
         except (AuditWriteFailed, StoreUnavailable) as exc:
             raise AuditUnavailable(

@@ -8,26 +8,31 @@ JSON, and therefore the leaf hash, is defined (`canonical.py`).
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import hmac
+import time
 from typing import TYPE_CHECKING, Any
 
 from gateway.errors import PolicyViolation
-from gateway.policy.schema import AuditContent
+from gateway.policy.schema import Api, AuditContent
 
 if TYPE_CHECKING:
+    from gateway.policy.compile import Route
+    from gateway.policy.schema import Deployment
     from gateway.proxy import Exchange
 
 FORMAT_VERSION = 1
+API_NAMES = {api: api.value for api in Api}
 
 
 def rfc3339(timestamp: float) -> str:
-    return (
-        dt.datetime.fromtimestamp(timestamp, dt.UTC)
-        .isoformat(timespec="microseconds")
-        .replace("+00:00", "Z")
-    )
+    """UTC with microseconds, as `2026-11-23T15:04:05.123456Z` (sorts as text in time order)."""
+    seconds, micros = divmod(round(timestamp * 1_000_000), 1_000_000)
+    return f"{_whole_second(seconds)}.{micros:06d}Z"
+
+
+def _whole_second(seconds: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
 
 
 def content_mode(exchange: Exchange) -> AuditContent:
@@ -38,53 +43,86 @@ def content_mode(exchange: Exchange) -> AuditContent:
     return tenant.audit.content if tenant else AuditContent.NONE
 
 
-def build_record(
-    exchange: Exchange, finished: float, content_key: bytes | None, mode: AuditContent
-) -> dict[str, Any]:
-    route = exchange.route
-    error = exchange.error
-    record: dict[str, Any] = {
-        "v": FORMAT_VERSION,
-        "time": rfc3339(exchange.started_wall),
-        "request_id": exchange.request_id,
-        "decision_id": exchange.decision_id,
-        "tenant": exchange.principal.tenant,
-        "key_id": exchange.principal.key_id,
-        "api": exchange.api.value,
-        "requested_model": exchange.model,
-        "stream": exchange.stream,
-        "status": exchange.status,
-        "duration_us": round((finished - exchange.started) * 1e6),
-        "first_byte_us": (
-            round(exchange.first_byte_s * 1e6) if exchange.first_byte_s is not None else None
-        ),
-        "attempts": [
-            {
-                "deployment": a.deployment,
-                "outcome": a.outcome,
-                "duration_us": round(a.duration_s * 1e6),
-            }
-            for a in exchange.attempts
-        ],
-        "usage": (
-            {
-                "prompt_tokens": exchange.usage.prompt_tokens,
-                "completion_tokens": exchange.usage.completion_tokens,
-            }
-            if exchange.usage
-            else None
-        ),
-        "policy_revision": route.revision if route else None,
-        "models": list(route.models) if route else None,
-        "data_class": route.data_class if route else None,
-        "decision": _decision(exchange),
-        "refusal": _refusal(exchange),
-        "deployment": _deployment(exchange),
-        "error": {"type": error.type, "code": error.code} if error else None,
-    }
-    if mode is not AuditContent.NONE:
-        record["content"] = _content(exchange, mode, content_key)
-    return record
+class RecordBuilder:
+    """Builds the record of each request, keeping what repeats between requests: a deployment's
+    facts under a policy revision, and the time's whole second (most records of a busy second
+    share it). The kept parts are shared between records and never changed."""
+
+    def __init__(self, cache_size: int = 4096) -> None:
+        self._cache_size = cache_size
+        self._deployments: dict[tuple[str, str], dict[str, Any]] = {}
+        self._second = -1
+        self._second_text = ""
+
+    def time(self, timestamp: float) -> str:
+        seconds, micros = divmod(round(timestamp * 1_000_000), 1_000_000)
+        if seconds != self._second:
+            self._second, self._second_text = seconds, _whole_second(seconds)
+        return f"{self._second_text}.{micros:06d}Z"
+
+    def build(
+        self,
+        exchange: Exchange,
+        finished: float,
+        content_key: bytes | None,
+        mode: AuditContent,
+    ) -> dict[str, Any]:
+        route = exchange.route
+        error = exchange.error
+        usage = exchange.usage
+        first_byte = exchange.first_byte_s
+        record: dict[str, Any] = {
+            "v": FORMAT_VERSION,
+            "time": self.time(exchange.started_wall),
+            "request_id": exchange.request_id,
+            "decision_id": exchange.decision_id,
+            "tenant": exchange.principal.tenant,
+            "key_id": exchange.principal.key_id,
+            "api": API_NAMES[exchange.api],
+            "requested_model": exchange.model,
+            "stream": exchange.stream,
+            "status": exchange.status,
+            "duration_us": round((finished - exchange.started) * 1e6),
+            "first_byte_us": round(first_byte * 1e6) if first_byte is not None else None,
+            "attempts": [
+                {
+                    "deployment": a.deployment,
+                    "outcome": a.outcome,
+                    "duration_us": round(a.duration_s * 1e6),
+                }
+                for a in exchange.attempts
+            ],
+            "usage": (
+                {
+                    "prompt_tokens": usage.prompt_tokens,
+                    "completion_tokens": usage.completion_tokens,
+                }
+                if usage
+                else None
+            ),
+            "policy_revision": route.revision if route else None,
+            "models": route.models if route else None,
+            "data_class": route.data_class if route else None,
+            "decision": _decision(exchange),
+            "refusal": _refusal(exchange),
+            "deployment": self._deployment(exchange),
+            "error": {"type": error.type, "code": error.code} if error else None,
+        }
+        if mode is not AuditContent.NONE:
+            record["content"] = _content(exchange, mode, content_key)
+        return record
+
+    def _deployment(self, exchange: Exchange) -> dict[str, Any] | None:
+        dep, route = exchange.deployment, exchange.route
+        if dep is None or route is None:
+            return None
+        key = (route.revision, dep.id)
+        facts = self._deployments.get(key)
+        if facts is None:
+            if len(self._deployments) >= self._cache_size:
+                self._deployments.clear()
+            facts = self._deployments[key] = _deployment(route, dep)
+        return facts
 
 
 def _decision(exchange: Exchange) -> str:
@@ -110,10 +148,7 @@ def _refusal(exchange: Exchange) -> dict[str, Any] | None:
     }
 
 
-def _deployment(exchange: Exchange) -> dict[str, Any] | None:
-    dep, route = exchange.deployment, exchange.route
-    if dep is None or route is None:
-        return None
+def _deployment(route: Route, dep: Deployment) -> dict[str, Any]:
     catalog = route.compiled.policy.catalog
     backend = catalog.backends[dep.backend]
     model = catalog.models[dep.model]
@@ -124,7 +159,7 @@ def _deployment(exchange: Exchange) -> dict[str, Any] | None:
         "upstream_model": dep.upstream_model,
         "inference_country": backend.country,
         "operator": backend.operator.name,
-        "operator_control_chain": list(backend.operator.control_chain()),
+        "operator_control_chain": backend.operator.control_chain(),
         "weights_origin": model.developer_country,
         "self_hosted": backend.self_hosted,
     }

@@ -184,7 +184,7 @@ class AuditWriter:
         for record, _ in batch:
             record["log_id"] = self.log_id
             record["seq"] = frontier.size
-            body = canonical(record, check=False)  # build_record emits ints and strings only
+            body = canonical(record, check=False)  # RecordBuilder emits no floats
             leaf = leaf_hash(body)
             rows.append(
                 StoredRecord(

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from enum import StrEnum
+from functools import cached_property
 from typing import Annotated, Literal
 
 from pydantic import (
@@ -160,8 +161,8 @@ class Deployment(Strict):
     priority: int = Field(default=0, ge=0, description="lower tiers are tried first")
     weight: int = Field(default=1, ge=1)
 
-    @property
-    def id(self) -> str:
+    @cached_property
+    def id(self) -> str:  # asked for several times per request
         return f"{self.model}@{self.backend}"
 
 
