@@ -10,17 +10,24 @@ id or free text ever becomes a label.
 
 from __future__ import annotations
 
+import time
+from bisect import bisect_left
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from itertools import accumulate
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
+from prometheus_client.samples import Sample
+from prometheus_client.utils import floatToGoString
 
 from gateway.routing.load import VLLMLoad
-
-M = TypeVar("M", Counter, Histogram)
 
 SECONDS_TO_MINUTES = (
     0.005,
@@ -67,22 +74,82 @@ class TenantLabel:
         return "other"
 
 
-class Children(Generic[M]):
-    """A labelled metric's children kept by label values. `labels()` takes a lock and checks
-    its arguments on every call; the hot path asks for the same few children again and again.
-    As bounded as the metric itself: one entry per child it already holds."""
+class RequestCounter(Collector):
+    """A labelled counter for the request path, kept as plain numbers per label values.
 
-    __slots__ = ("_cache", "_metric")
+    prometheus_client's `labels()` takes a lock and checks its arguments on every call, and each
+    child's `inc` takes another lock; everything here runs on the event loop's thread (the scrape
+    too), so neither is needed. Exposed as prometheus_client exposes a Counter: `NAME_total` and
+    `NAME_created` per child."""
 
-    def __init__(self, metric: M) -> None:
-        self._metric: M = metric
-        self._cache: dict[tuple[str, ...], M] = {}
+    def __init__(
+        self, name: str, documentation: str, labelnames: list[str], registry: CollectorRegistry
+    ) -> None:
+        self._name, self._documentation, self._labelnames = name, documentation, labelnames
+        self._children: dict[tuple[str, ...], list[float]] = {}  # [value, created]
+        registry.register(self)
 
-    def __call__(self, *values: str) -> M:
-        child = self._cache.get(values)
+    def inc(self, labels: tuple[str, ...], amount: float = 1) -> None:
+        child = self._children.get(labels)
         if child is None:
-            child = self._cache[values] = self._metric.labels(*values)
-        return child
+            child = self._children[labels] = [0.0, time.time()]
+        child[0] += amount
+
+    def _family(self) -> CounterMetricFamily:
+        return CounterMetricFamily(self._name, self._documentation, labels=self._labelnames)
+
+    def collect(self) -> Iterable[Metric]:
+        family = self._family()
+        for labels, (value, created) in list(self._children.items()):
+            family.add_metric(labels, value, created=created)
+        yield family
+
+    def describe(self) -> Iterable[Metric]:
+        yield self._family()
+
+
+class RequestHistogram(Collector):
+    """A labelled histogram for the request path, kept as plain numbers per label values: one
+    bisect and two additions per observation. Exposed as prometheus_client exposes a Histogram
+    (cumulative `le` buckets up to `+Inf`, `_count`, `_sum`, `_created`)."""
+
+    def __init__(
+        self,
+        name: str,
+        documentation: str,
+        labelnames: list[str],
+        buckets: tuple[float, ...],
+        registry: CollectorRegistry,
+    ) -> None:
+        self._name, self._documentation, self._labelnames = name, documentation, labelnames
+        self._bounds = tuple(float(b) for b in buckets)
+        # the `le` text prometheus_client gives each bound (its helper has no annotations)
+        self._les = [*(floatToGoString(b) for b in self._bounds), "+Inf"]  # type: ignore[no-untyped-call]
+        # per child: a count per bucket (the last one past every bound), the sum, when created
+        self._children: dict[tuple[str, ...], list[float]] = {}
+        registry.register(self)
+
+    def observe(self, labels: tuple[str, ...], value: float) -> None:
+        child = self._children.get(labels)
+        if child is None:
+            child = self._children[labels] = [0.0] * (len(self._bounds) + 2) + [time.time()]
+        child[bisect_left(self._bounds, value)] += 1  # `le`: a value on a bound counts in it
+        child[-2] += value
+
+    def _family(self) -> HistogramMetricFamily:
+        return HistogramMetricFamily(self._name, self._documentation, labels=self._labelnames)
+
+    def collect(self) -> Iterable[Metric]:
+        family = self._family()
+        for labels, child in list(self._children.items()):
+            counts = accumulate(child[: len(self._les)])
+            family.add_metric(labels, list(zip(self._les, counts, strict=True)), child[-2])
+            names = dict(zip(self._labelnames, labels, strict=True))
+            family.samples.append(Sample(f"{self._name}_created", names, child[-1]))
+        yield family
+
+    def describe(self) -> Iterable[Metric]:
+        yield self._family()
 
 
 @dataclass
@@ -149,48 +216,48 @@ class Metrics:
         self.registry = CollectorRegistry(auto_describe=True)
         self.tenant = TenantLabel(tenant_label, max_tenants)
         r = self.registry
-        self.requests = Counter(
+        self.requests = RequestCounter(
             "sgw_requests",
             "Requests answered, by tenant, requested model, deployment used, its inference country"
             " and its operator's ultimate jurisdiction, and HTTP status",
             ["tenant", "model", "deployment", "country", "jurisdiction", "status"],
             registry=r,
         )
-        self.duration = Histogram(
+        self.duration = RequestHistogram(
             "sgw_request_duration_seconds",
             "Time from the request's arrival to its last byte",
             ["tenant", "api", "stream"],
             buckets=SECONDS_TO_MINUTES,
             registry=r,
         )
-        self.ttft = Histogram(
+        self.ttft = RequestHistogram(
             "gen_ai_server_time_to_first_token_seconds",
             "Time to the first byte of the answer (the first chunk of a stream)",
             GENAI,
             buckets=TTFT,
             registry=r,
         )
-        self.per_token = Histogram(
+        self.per_token = RequestHistogram(
             "gen_ai_server_time_per_output_token_seconds",
             "Time per output token after the first, for streams",
             GENAI,
             buckets=PER_TOKEN,
             registry=r,
         )
-        self.tokens = Histogram(
+        self.tokens = RequestHistogram(
             "gen_ai_client_token_usage",
             "Tokens per request, input and output (gen_ai_token_type)",
             [*GENAI, "gen_ai_token_type"],
             buckets=TOKENS,
             registry=r,
         )
-        self.errors = Counter(
+        self.errors = RequestCounter(
             "sgw_request_errors",
             "Requests answered with an error, by tenant and error code",
             ["tenant", "code"],
             registry=r,
         )
-        self.decisions = Counter(
+        self.decisions = RequestCounter(
             "sgw_policy_decisions",
             "Policy decisions by tenant, result (allowed, refused, error) and deciding rule",
             ["tenant", "result", "rule"],

@@ -10,7 +10,7 @@ import time
 from typing import TYPE_CHECKING
 
 from gateway.errors import AuditUnavailable, RateLimited
-from gateway.observability.metrics import Children, Metrics
+from gateway.observability.metrics import Metrics
 from gateway.policy.schema import Api
 
 if TYPE_CHECKING:
@@ -36,13 +36,6 @@ class RequestObserver:
     def __init__(self, metrics: Metrics, access_log: bool) -> None:
         self.metrics = metrics
         self._access_log = access_log
-        self._requests = Children(metrics.requests)
-        self._duration = Children(metrics.duration)
-        self._errors = Children(metrics.errors)
-        self._decisions = Children(metrics.decisions)
-        self._ttft = Children(metrics.ttft)
-        self._tokens = Children(metrics.tokens)
-        self._per_token = Children(metrics.per_token)
         # (revision, deployment) -> (country, operator's ultimate jurisdiction, provider)
         self._facts: dict[tuple[str, str], tuple[str, str, str]] = {}
 
@@ -58,15 +51,15 @@ class RequestObserver:
         if dep is not None and route is not None:
             country, jurisdiction, provider = self._facts_of(route, dep)
         status = str(exchange.status)
-        self._requests(tenant, model, dep.id if dep else "", country, jurisdiction, status).inc()
+        m.requests.inc((tenant, model, dep.id if dep else "", country, jurisdiction, status))
         api = API_NAMES[exchange.api]
-        self._duration(tenant, api, "true" if exchange.stream else "false").observe(elapsed)
+        m.duration.observe((tenant, api, "true" if exchange.stream else "false"), elapsed)
         if exchange.error is not None:
             # the class's code, not the instance's: upstreams cannot invent label values
             kind = type(exchange.error)
-            self._errors(tenant, kind.code or kind.type).inc()
+            m.errors.inc((tenant, kind.code or kind.type))
         result, rule = _decision(exchange)
-        self._decisions(tenant, result, rule).inc()
+        m.decisions.inc((tenant, result, rule))
         for i, attempt in enumerate(exchange.attempts):
             if attempt.outcome == "ok":
                 continue
@@ -80,14 +73,14 @@ class RequestObserver:
         if dep is not None:
             genai = (OPERATIONS[exchange.api], provider, model)
             if exchange.first_byte_s is not None:
-                self._ttft(*genai).observe(exchange.first_byte_s)
+                m.ttft.observe(genai, exchange.first_byte_s)
             usage = exchange.usage
             if usage is not None:
-                self._tokens(*genai, "input").observe(usage.prompt_tokens)
-                self._tokens(*genai, "output").observe(usage.completion_tokens)
+                m.tokens.observe((*genai, "input"), usage.prompt_tokens)
+                m.tokens.observe((*genai, "output"), usage.completion_tokens)
                 if exchange.stream and usage.completion_tokens > 1 and exchange.first_byte_s:
                     per_token = (elapsed - exchange.first_byte_s) / (usage.completion_tokens - 1)
-                    self._per_token(*genai).observe(max(per_token, 0.0))
+                    m.per_token.observe(genai, max(per_token, 0.0))
         if self._access_log and access.isEnabledFor(logging.INFO):
             usage = exchange.usage
             access.info(

@@ -13,10 +13,11 @@ import httpx
 import openai
 import orjson
 import pytest
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.demo import demo_key
-from gateway.observability.metrics import TenantLabel
+from gateway.observability.metrics import RequestCounter, RequestHistogram, TenantLabel
 from tests.harness import ROOT, Gateway, PolicyDir, run_gateway, run_simulators
 
 PROMTOOL = Path(os.environ.get("SGW_PROMTOOL", ROOT / ".tools" / "promtool"))
@@ -302,3 +303,26 @@ def test_the_dashboard_queries_parse_and_name_real_metrics(
     label_names = {k for _, labels in samples for k, _ in labels}
     named = {m for e in exprs for m in re.findall(r"\b(?:sgw|gen_ai)_[a-z_]+", e)} - label_names
     assert named <= exported, named - exported
+
+
+def test_request_path_metrics_read_exactly_as_prometheus_clients_own() -> None:
+    """The request path keeps its counters and histograms as plain numbers; a scrape must read
+    the same as prometheus_client's Counter and Histogram fed the same values, bounds included."""
+    ours, theirs = CollectorRegistry(), CollectorRegistry()
+    counter = RequestCounter("sgw_x", "doc", ["tenant", "status"], ours)
+    histogram = RequestHistogram("sgw_y_seconds", "doc", ["tenant"], (0.005, 1, 2.5, 64), ours)
+    their_counter = Counter("sgw_x", "doc", ["tenant", "status"], registry=theirs)
+    their_histogram = Histogram(
+        "sgw_y_seconds", "doc", ["tenant"], buckets=(0.005, 1, 2.5, 64), registry=theirs
+    )
+    for tenant, value in [("a", 0.001), ("a", 0.005), ("b", 1), ("a", 64), ("a", 7e9), ("b", 3)]:
+        histogram.observe((tenant,), value)
+        their_histogram.labels(tenant).observe(value)
+        counter.inc((tenant, "200"), 2)
+        their_counter.labels(tenant, "200").inc(2)
+
+    def read(registry: CollectorRegistry) -> str:  # creation times differ by construction
+        return re.sub(r"(_created\{[^}]*\}) \S+", r"\1 T", generate_latest(registry).decode())
+
+    assert read(ours) == read(theirs)
+    assert 'sgw_y_seconds_bucket{le="0.005",tenant="a"} 2.0' in read(ours)  # a bound counts in
