@@ -27,7 +27,7 @@ import asyncpg
 import httpx
 import yaml
 
-from bench.run import KEY, _body, _cpu_seconds, _pin, _policy_dir, _spawn
+from bench.run import KEY, _alternate, _body, _cpu_seconds, _pin, _policy_dir, _spawn, ratios
 from bench.wrk import run_wrk
 from gateway.auth.keys import hash_key
 from tests.faults.proxy import FaultProxy, Mode
@@ -107,11 +107,11 @@ def main() -> int:
         time.sleep(0.5)
         headers = {"content-type": "application/json", "authorization": f"Bearer {KEY}"}
         rows: dict[tuple[str, int, str], list[tuple[float, float, float, float]]] = {}
-        for _ in range(args.rounds):
+        for round_ in range(args.rounds):
             for mode in ("json", "stream"):
                 body = _body(mode == "stream")
                 for c in levels:
-                    for name, (base, pid) in targets.items():
+                    for name, (base, pid) in _alternate(targets, round_):
                         cpu0 = _cpu_seconds(pid)
                         result = run_wrk(
                             base + "/v1/chat/completions", body, headers, c, args.seconds
@@ -133,19 +133,22 @@ def main() -> int:
             for name, (base, _) in targets.items()
         }
     asyncio.run(_drop_schema(pg))
-    print(f"{args.rounds} round(s) of {args.seconds}s per cell, medians\n")
+    print(
+        f"{args.rounds} round(s) of {args.seconds}s per cell, medians; the last column is taken"
+        " round by round: median (lowest-highest)\n"
+    )
     print("| mode | conc. | target | req/s | p50 ms | p99 ms | CPU ms/req | req/s vs audit off |")
     print("|---|---|---|---|---|---|---|---|")
     for mode in ("json", "stream"):
         for c in levels:
-            off = statistics.median(r[0] for r in rows[(mode, c, "audit off")])
+            off = [r[0] for r in rows[(mode, c, "audit off")]]
             for name in variants:
                 rps, p50, p99, cpu = (
                     statistics.median(x) for x in zip(*rows[(mode, c, name)], strict=True)
                 )
                 print(
                     f"| {mode} | {c} | {name} | {rps:,.0f} | {p50:.2f} | {p99:.2f} | {cpu:.3f} |"
-                    f" {rps / off:.2f} |"
+                    f" {ratios([r[0] for r in rows[(mode, c, name)]], off)} |"
                 )
     print(
         "\n| target | records | batches | mean batch | p99 batch | max batch | commit p50 ms | commit p99 ms |"

@@ -4,7 +4,8 @@ and through the gateway with everything that has landed switched on.
     python -m bench.run [--rounds 3] [--seconds 5] [--concurrency 1,16,64] [--quick]
 
 The upstream and the load generator share core 0; the proxy under test runs alone on core 1.
-Targets alternate within each round; the table reports medians over rounds.
+Targets alternate within each round (in reverse order every other round); the first table
+reports medians over rounds, the ratios are taken round by round (median and range).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TypeVar
 
 import httpx
 import orjson
@@ -238,11 +240,11 @@ def main() -> int:
                 )
         rows: dict[tuple[str, int, str], list[tuple[float, float, float, float, float]]] = {}
         headers = {"content-type": "application/json", "authorization": f"Bearer {KEY}"}
-        for _ in range(args.rounds):
+        for round_ in range(args.rounds):
             for mode in ("json", "stream"):
                 body = _body(mode == "stream")
                 for c in levels:
-                    for name, (base, pid) in targets.items():
+                    for name, (base, pid) in _alternate(targets, round_):
                         cpu0 = _cpu_seconds(pid) if pid else 0.0
                         url = base + "/v1/chat/completions"
                         key = LITELLM_KEY if name == "litellm proxy" else KEY
@@ -268,11 +270,26 @@ def main() -> int:
     return 0
 
 
-def _ratio(a: float, b: float, digits: int = 2) -> str:
-    """a / b, or '-' when b measured nothing (a cell too short for a slow target)."""
-    if not b or b != b or a != a:
+T = TypeVar("T")
+
+
+def _alternate(targets: dict[str, T], round_: int) -> list[tuple[str, T]]:
+    """Targets in turn, in reverse order every other round: a machine that speeds up or slows
+    down during a round then favours no target."""
+    order = list(targets.items())
+    return order[::-1] if round_ % 2 else order
+
+
+def ratios(a: list[float], b: list[float], digits: int = 2) -> str:
+    """a / b round by round (both measured minutes apart at most): the median, and the range
+    when there are several rounds; '-' when b measured nothing (a cell too short for a slow
+    target). The machine's speed drifts between rounds, so ratios of the same round are steadier
+    than ratios of medians."""
+    each = sorted(x / y for x, y in zip(a, b, strict=True) if y and y == y and x == x)
+    if not each:
         return "-"
-    return f"{a / b:.{digits}f}"
+    text = f"{statistics.median(each):.{digits}f}"
+    return text if len(each) == 1 else f"{text} ({each[0]:.{digits}f}-{each[-1]:.{digits}f})"
 
 
 def _report(rows, levels, idle, args, names, cores) -> str:  # type: ignore[no-untyped-def]
@@ -299,6 +316,8 @@ def _report(rows, levels, idle, args, names, cores) -> str:  # type: ignore[no-u
     litellm = "litellm proxy" in names
     lines += [
         "",
+        "ratios taken round by round: median (lowest-highest)",
+        "",
         "| mode | conc. | gateway/direct req/s | gateway/bare req/s | gateway/bare CPU per req "
         "| gateway/LiteLLM req/s | LiteLLM/gateway CPU per req | bare aiohttp/httpx req/s |",
         "|---|---|---|---|---|---|---|---|",
@@ -306,14 +325,16 @@ def _report(rows, levels, idle, args, names, cores) -> str:  # type: ignore[no-u
     for mode in ("json", "stream"):
         for c in levels:
             g, b, d, h = (
-                med[(mode, c, n)] for n in ("gateway", "bare proxy", "direct", "bare proxy (httpx)")
+                [list(x) for x in zip(*rows[(mode, c, n)], strict=True)]
+                for n in ("gateway", "bare proxy", "direct", "bare proxy (httpx)")
             )
-            ll = med[(mode, c, "litellm proxy")] if litellm else None
-            vs_ll = _ratio(g[0], ll[0], 1) if ll else "-"
-            cpu_ll = _ratio(ll[3], g[3], 1) if ll else "-"
+            vs_ll = cpu_ll = "-"
+            if litellm:
+                ll = [list(x) for x in zip(*rows[(mode, c, "litellm proxy")], strict=True)]
+                vs_ll, cpu_ll = ratios(g[0], ll[0], 1), ratios(ll[3], g[3], 1)
             lines.append(
-                f"| {mode} | {c} | {_ratio(g[0], d[0])} | {_ratio(g[0], b[0])} "
-                f"| {_ratio(g[3], b[3])} | {vs_ll} | {cpu_ll} | {_ratio(b[0], h[0])} |"
+                f"| {mode} | {c} | {ratios(g[0], d[0])} | {ratios(g[0], b[0])} "
+                f"| {ratios(g[3], b[3])} | {vs_ll} | {cpu_ll} | {ratios(b[0], h[0])} |"
             )
     lines += ["", "idle RSS MB: " + ", ".join(f"{k} {v:.0f}" for k, v in idle.items())]
     return "\n".join(lines)
