@@ -53,9 +53,9 @@ def build_components(settings: Settings) -> Components:
         metrics.last_reload_ok.set(1 if result.ok else 0)
         metrics.policy.info({"revision": result.revision})
 
-    policy = PolicyHolder(settings.policy_dir, _today, reloaded)
-    metrics.policy.info({"revision": policy.current.revision})
     keys = KeyStore.from_file(settings.resolved_keys_file())
+    policy = PolicyHolder(settings.policy_dir, _today, reloaded, keys)
+    metrics.policy.info({"revision": policy.current.revision})
     timeouts = Timeouts(
         connect_s=settings.connect_timeout_s,
         first_byte_s=settings.first_byte_timeout_s,

@@ -52,16 +52,25 @@ def key_id_of(key: str) -> str | None:
 
 
 class KeyStore:
-    def __init__(self, entries: list[ApiKeyEntry]) -> None:
+    def __init__(self, entries: list[ApiKeyEntry], path: Path | None = None) -> None:
+        self.path = path
         self._by_id = {e.id: e for e in entries if not e.disabled}
 
     @classmethod
     def from_file(cls, path: Path) -> KeyStore:
         try:
             data = yaml.safe_load(path.read_text(encoding="utf-8"))
-            return cls(KeysFile.model_validate(data).keys)
+            return cls(KeysFile.model_validate(data).keys, path)
         except (OSError, yaml.YAMLError, ValidationError) as exc:
             raise KeysFileError(f"{path}: {exc}") from exc
+
+    def __len__(self) -> int:
+        return len(self._by_id)
+
+    def swap(self, reloaded: KeyStore) -> None:
+        """Take the keys of `reloaded` all at once: a key removed or disabled is refused from the
+        next request on; requests already authenticated go on."""
+        self._by_id = reloaded._by_id
 
     def authenticate(self, authorization: str | None, *roles: Role) -> Principal:
         """The caller behind an Authorization header, who must hold one of `roles`."""

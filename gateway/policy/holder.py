@@ -2,7 +2,9 @@
 
 A request reads `current` once and keeps that compiled policy to its end, so a reload never changes
 the rules under a request in flight (the proxy still stops retrying on deployments a reload took
-away). A reload that fails to load or compile leaves the policy in force untouched and is reported.
+away). A reload also reads the API keys file again, so an admin can add, disable or remove a key
+without a restart. A reload that fails to load or compile the policy, or to read the keys file,
+changes neither and is reported.
 """
 
 from __future__ import annotations
@@ -14,8 +16,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from gateway.auth.keys import KeyStore
 from gateway.policy.compile import CompiledPolicy
-from gateway.policy.load import PolicyLoadError, Problem, load_policy_dir, policy_files
+from gateway.policy.load import PolicyLoadError, Problem, load_file, load_policy_dir, policy_files
+from gateway.policy.schema import KeysFile
 
 log = logging.getLogger("gateway.policy")
 
@@ -53,12 +57,15 @@ class PolicyHolder:
         directory: Path,
         today: Callable[[], dt.date],
         on_reload: Callable[[ReloadResult], None] | None = None,
+        keys: KeyStore | None = None,
     ) -> None:
         self.directory = directory
         self._today = today
         self._on_reload = on_reload
+        self._keys = keys
+        self._also = (keys.path,) if keys is not None and keys.path is not None else ()
         self._lock = threading.Lock()
-        self._fingerprint = fingerprint(directory)
+        self._fingerprint = fingerprint(directory, self._also)
         self._compiled = CompiledPolicy(load_policy_dir(directory), today())
         self.last_reload: ReloadResult | None = None
         self.reloads = {"ok": 0, "failed": 0}
@@ -72,19 +79,31 @@ class PolicyHolder:
         return compiled
 
     def changed_on_disk(self) -> bool:
-        return fingerprint(self.directory) != self._fingerprint
+        return fingerprint(self.directory, self._also) != self._fingerprint
 
     def reload(self, trigger: str) -> ReloadResult:
-        """Load and compile the directory; the policy in force changes only if both succeed."""
+        """Load and compile the directory and read the keys file; the policy and the keys in
+        force change only if all of it succeeds."""
         with self._lock:
-            seen = fingerprint(self.directory)
+            seen = fingerprint(self.directory, self._also)
             previous = self._compiled.revision
+            problems: list[Problem] = []
+            compiled: CompiledPolicy | None = None
+            keys: KeyStore | None = None
             try:
                 compiled = CompiledPolicy(load_policy_dir(self.directory), self._today())
             except PolicyLoadError as exc:
-                result = ReloadResult(trigger, False, previous, previous, exc.problems)
+                problems += exc.problems
+            try:
+                keys = self._read_keys()
+            except PolicyLoadError as exc:
+                problems += exc.problems
+            if compiled is None or problems:
+                result = ReloadResult(trigger, False, previous, previous, tuple(problems))
             else:
                 self._compiled = compiled
+                if keys is not None and self._keys is not None:
+                    self._keys.swap(keys)
                 result = ReloadResult(
                     trigger, True, compiled.revision, previous, compiled.policy.warnings
                 )
@@ -96,11 +115,17 @@ class PolicyHolder:
             self._on_reload(result)
         return result
 
+    def _read_keys(self) -> KeyStore | None:
+        if self._keys is None or self._keys.path is None:
+            return None
+        path = self._keys.path
+        return KeyStore(load_file(self.directory, path, KeysFile).keys, path)
 
-def fingerprint(directory: Path) -> Fingerprint:
-    """Names, modification times and sizes of the policy files: cheap to poll."""
+
+def fingerprint(directory: Path, also: tuple[Path, ...] = ()) -> Fingerprint:
+    """Names, modification times and sizes of the policy files (and of `also`): cheap to poll."""
     out: list[tuple[str, int, int]] = []
-    for path in policy_files(directory):
+    for path in (*policy_files(directory), *also):
         try:
             stat = path.stat()
         except OSError:

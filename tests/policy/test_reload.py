@@ -7,6 +7,7 @@ the other never polls, so SIGHUP and the admin API are seen on their own.
 from __future__ import annotations
 
 import asyncio
+import re
 import shutil
 import signal
 import time
@@ -17,6 +18,7 @@ from typing import Any
 import httpx
 import openai
 import pytest
+import yaml
 
 from gateway.demo import demo_key
 from tests.harness import (
@@ -163,6 +165,48 @@ def test_sighup_reloads(gateways: tuple[Gateway, Gateway], dirs: tuple[PolicyDir
     wait_for(lambda: revision(gw) != before)
     assert admin(gw, "GET", "/admin/policy").json()["last_reload"]["trigger"] == "sighup"
     assert gw.proc.poll() is None  # SIGHUP reloads, it does not stop the gateway
+
+
+@pytest.mark.usefixtures("originals")
+def test_a_reload_adds_and_disables_api_keys(
+    gateways: tuple[Gateway, Gateway], dirs: tuple[PolicyDir, Path]
+) -> None:
+    """An admin adds a key, then revokes it, and sends SIGHUP each time: no restart."""
+    _, gw = gateways
+    key = PolicyDir(dirs[1]).add_key("newkey01", "acme-dev")
+    assert chat(gw, key, "mistral-small").status_code == 401  # this gateway does not poll
+    done = reloads(gw)["ok"]
+    gw.proc.send_signal(signal.SIGHUP)
+    wait_for(lambda: reloads(gw)["ok"] > done)
+    assert chat(gw, key, "mistral-small").status_code == 200
+    keys_file = dirs[1] / "keys.yaml"
+    data = yaml.safe_load(keys_file.read_text())
+    next(k for k in data["keys"] if k["id"] == "newkey01")["disabled"] = True
+    keys_file.write_text(yaml.safe_dump(data))
+    gw.proc.send_signal(signal.SIGHUP)
+    wait_for(lambda: reloads(gw)["ok"] > done + 1)
+    revoked = chat(gw, key, "mistral-small")
+    assert revoked.status_code == 401 and revoked.json()["error"]["code"] == "invalid_api_key"
+    assert chat(gw, ACME, "mistral-small").status_code == 200
+
+
+@pytest.mark.usefixtures("originals")
+def test_a_broken_keys_file_keeps_the_keys_and_the_policy_in_force(
+    gateways: tuple[Gateway, Gateway], dirs: tuple[PolicyDir, Path]
+) -> None:
+    gw, _ = gateways
+    before, failed = revision(gw), reloads(gw)["failed"]
+    restrict_acme(dirs[0].path)  # a valid policy change, in the same reload as the bad keys
+    keys_file = dirs[0].path / "keys.yaml"
+    keys_file.write_text(keys_file.read_text().replace("sha256:", "sha265:", 1))
+    wait_for(lambda: reloads(gw)["failed"] > failed)
+    state = admin(gw, "GET", "/admin/policy").json()
+    assert state["revision"] == before and state["last_reload"]["ok"] is False
+    assert any(
+        re.match(r"keys\.yaml:\d+: error: keys\.0\.sha265: unknown field", p)
+        for p in state["last_reload"]["problems"]
+    ), state["last_reload"]["problems"]
+    assert chat(gw, ACME, "gpt-4o").status_code == 200  # the old keys, the old policy
 
 
 @pytest.mark.usefixtures("originals")
