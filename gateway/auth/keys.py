@@ -64,9 +64,6 @@ class KeyStore:
         except (OSError, yaml.YAMLError, ValidationError) as exc:
             raise KeysFileError(f"{path}: {exc}") from exc
 
-    def __len__(self) -> int:
-        return len(self._by_id)
-
     def swap(self, reloaded: KeyStore) -> None:
         """Take the keys of `reloaded` all at once: a key removed or disabled is refused from the
         next request on; requests already authenticated go on."""
