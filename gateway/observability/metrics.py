@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from itertools import accumulate
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+from prometheus_client import CollectorRegistry, Counter, Gauge, Info
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
@@ -75,7 +75,7 @@ class TenantLabel:
 
 
 class RequestCounter(Collector):
-    """A labelled counter for the request path, kept as plain numbers per label values.
+    """A counter for the request path and the audit writer, kept as plain numbers per label values.
 
     prometheus_client's `labels()` takes a lock and checks its arguments on every call, and each
     child's `inc` takes another lock; everything here runs on the event loop's thread (the scrape
@@ -87,6 +87,8 @@ class RequestCounter(Collector):
     ) -> None:
         self._name, self._documentation, self._labelnames = name, documentation, labelnames
         self._children: dict[tuple[str, ...], list[float]] = {}  # [value, created]
+        if not labelnames:  # as prometheus_client: an unlabelled metric reads 0 from the start
+            self.inc((), 0)
         registry.register(self)
 
     def inc(self, labels: tuple[str, ...], amount: float = 1) -> None:
@@ -109,9 +111,9 @@ class RequestCounter(Collector):
 
 
 class RequestHistogram(Collector):
-    """A labelled histogram for the request path, kept as plain numbers per label values: one
-    bisect and two additions per observation. Exposed as prometheus_client exposes a Histogram
-    (cumulative `le` buckets up to `+Inf`, `_count`, `_sum`, `_created`)."""
+    """A histogram for the request path and the audit writer, kept as plain numbers per label
+    values: one bisect and two additions per observation. Exposed as prometheus_client exposes a
+    Histogram (cumulative `le` buckets up to `+Inf`, `_count`, `_sum`, `_created`)."""
 
     def __init__(
         self,
@@ -127,12 +129,18 @@ class RequestHistogram(Collector):
         self._les = [*(floatToGoString(b) for b in self._bounds), "+Inf"]  # type: ignore[no-untyped-call]
         # per child: a count per bucket (the last one past every bound), the sum, when created
         self._children: dict[tuple[str, ...], list[float]] = {}
+        if not labelnames:  # as prometheus_client: an unlabelled metric reads 0 from the start
+            self._child(())
         registry.register(self)
+
+    def _child(self, labels: tuple[str, ...]) -> list[float]:
+        child = self._children[labels] = [0.0] * (len(self._bounds) + 2) + [time.time()]
+        return child
 
     def observe(self, labels: tuple[str, ...], value: float) -> None:
         child = self._children.get(labels)
         if child is None:
-            child = self._children[labels] = [0.0] * (len(self._bounds) + 2) + [time.time()]
+            child = self._child(labels)
         child[bisect_left(self._bounds, value)] += 1  # `le`: a value on a bound counts in it
         child[-2] += value
 
@@ -303,16 +311,20 @@ class Metrics:
             "Requests refused (503) because the audit store could not take records",
             registry=r,
         )
-        self.audit_records = Counter("sgw_audit_records", "Audit records committed", registry=r)
-        self.audit_batch = Histogram(
+        self.audit_records = RequestCounter(
+            "sgw_audit_records", "Audit records committed", [], registry=r
+        )
+        self.audit_batch = RequestHistogram(
             "sgw_audit_batch_size_records",
             "Records per group commit",
+            [],
             buckets=BATCH,
             registry=r,
         )
-        self.audit_commit = Histogram(
+        self.audit_commit = RequestHistogram(
             "sgw_audit_commit_duration_seconds",
             "Time to commit one batch durably",
+            [],
             buckets=COMMIT,
             registry=r,
         )
@@ -321,6 +333,6 @@ class Metrics:
         self.registry.register(_LiveCollector(live))
 
     def audit_batch_committed(self, size: int, seconds: float) -> None:
-        self.audit_records.inc(size)
-        self.audit_batch.observe(size)
-        self.audit_commit.observe(seconds)
+        self.audit_records.inc((), size)
+        self.audit_batch.observe((), size)
+        self.audit_commit.observe((), seconds)
