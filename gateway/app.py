@@ -53,7 +53,7 @@ def build_components(settings: Settings) -> Components:
         metrics.last_reload_ok.set(1 if result.ok else 0)
         metrics.policy.info({"revision": result.revision})
 
-    keys = KeyStore.from_file(settings.resolved_keys_file())
+    keys = KeyStore.from_file(settings.resolved_keys_file(), settings.policy_dir)
     policy = PolicyHolder(settings.policy_dir, _today, reloaded, keys)
     metrics.policy.info({"revision": policy.current.revision})
     timeouts = Timeouts(

@@ -7,8 +7,8 @@ from gateway.policy.load import PolicyLoadError
 
 
 def startup_error(exc: Exception) -> str | None:
+    if isinstance(exc, KeysFileError):  # before its base class
+        return "the keys file does not validate:\n" + "\n".join(str(p) for p in exc.problems)
     if isinstance(exc, PolicyLoadError):
         return "the policy does not validate:\n" + "\n".join(str(p) for p in exc.problems)
-    if isinstance(exc, KeysFileError):
-        return f"the keys file does not validate: {exc}"
     return None

@@ -12,10 +12,8 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-from pydantic import ValidationError
-
 from gateway.errors import AuthenticationFailed, PermissionDenied
+from gateway.policy.load import PolicyLoadError, load_file
 from gateway.policy.schema import ApiKeyEntry, KeysFile, Role
 
 PREFIX = "sk-sgw-"
@@ -30,8 +28,8 @@ class Principal:
     role: Role = Role.TENANT
 
 
-class KeysFileError(Exception):
-    pass
+class KeysFileError(PolicyLoadError):
+    """The keys file does not validate; `problems` says where and why (file, line, field)."""
 
 
 def hash_key(key: str) -> str:
@@ -57,12 +55,13 @@ class KeyStore:
         self._by_id = {e.id: e for e in entries if not e.disabled}
 
     @classmethod
-    def from_file(cls, path: Path) -> KeyStore:
+    def from_file(cls, path: Path, root: Path | None = None) -> KeyStore:
+        """The keys of `path`, named relative to `root` (the policy directory) in problems."""
         try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8"))
-            return cls(KeysFile.model_validate(data).keys, path)
-        except (OSError, yaml.YAMLError, ValidationError) as exc:
-            raise KeysFileError(f"{path}: {exc}") from exc
+            entries = load_file(root or path.parent, path, KeysFile).keys
+        except PolicyLoadError as exc:
+            raise KeysFileError(exc.problems) from exc
+        return cls(entries, path)
 
     def swap(self, reloaded: KeyStore) -> None:
         """Take the keys of `reloaded` all at once: a key removed or disabled is refused from the

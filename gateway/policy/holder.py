@@ -18,8 +18,7 @@ from pathlib import Path
 
 from gateway.auth.keys import KeyStore
 from gateway.policy.compile import CompiledPolicy
-from gateway.policy.load import PolicyLoadError, Problem, load_file, load_policy_dir, policy_files
-from gateway.policy.schema import KeysFile
+from gateway.policy.load import PolicyLoadError, Problem, load_policy_dir, policy_files
 
 log = logging.getLogger("gateway.policy")
 
@@ -118,8 +117,7 @@ class PolicyHolder:
     def _read_keys(self) -> KeyStore | None:
         if self._keys is None or self._keys.path is None:
             return None
-        path = self._keys.path
-        return KeyStore(load_file(self.directory, path, KeysFile).keys, path)
+        return KeyStore.from_file(self._keys.path, self.directory)
 
 
 def fingerprint(directory: Path, also: tuple[Path, ...] = ()) -> Fingerprint:
