@@ -14,7 +14,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from gateway.errors import PolicyViolation
-from gateway.policy.schema import Api, AuditContent
+from gateway.policy.schema import API_NAMES, AuditContent
 
 if TYPE_CHECKING:
     from gateway.policy.compile import Route
@@ -22,7 +22,6 @@ if TYPE_CHECKING:
     from gateway.proxy import Exchange
 
 FORMAT_VERSION = 1
-API_NAMES = {api: api.value for api in Api}
 
 
 def rfc3339(timestamp: float) -> str:

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from gateway.errors import AuditUnavailable, RateLimited
 from gateway.observability.metrics import Metrics
-from gateway.policy.schema import Api
+from gateway.policy.schema import API_NAMES, Api
 
 if TYPE_CHECKING:
     from gateway.policy.compile import Route
@@ -20,7 +20,6 @@ if TYPE_CHECKING:
 
 access = logging.getLogger("gateway.access")
 
-API_NAMES = {api: api.value for api in Api}
 OPERATIONS = {
     Api.CHAT: "chat",
     Api.COMPLETIONS: "text_completion",

@@ -11,6 +11,7 @@ import datetime as dt
 import re
 from enum import StrEnum
 from functools import cached_property
+from types import MappingProxyType
 from typing import Annotated, Literal
 
 from pydantic import (
@@ -76,6 +77,10 @@ class Api(StrEnum):
     COMPLETIONS = "completions"
     EMBEDDINGS = "embeddings"
     RESPONSES = "responses"
+
+
+# each API's name as plain text: a dict lookup on the request path, where `.value` is a descriptor
+API_NAMES = MappingProxyType({api: api.value for api in Api})
 
 
 # ---- geography -------------------------------------------------------------------------------
