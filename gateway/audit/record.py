@@ -17,8 +17,6 @@ from gateway.errors import PolicyViolation
 from gateway.policy.schema import API_NAMES, AuditContent
 
 if TYPE_CHECKING:
-    from gateway.policy.compile import Route
-    from gateway.policy.schema import Deployment
     from gateway.proxy import Exchange
 
 FORMAT_VERSION = 1
@@ -43,13 +41,11 @@ def content_mode(exchange: Exchange) -> AuditContent:
 
 
 class RecordBuilder:
-    """Builds the record of each request, keeping what repeats between requests: a deployment's
-    facts under a policy revision, and the time's whole second (most records of a busy second
-    share it). The kept parts are shared between records and never changed."""
+    """Builds the record of each request, keeping the time's whole second between records (most
+    records of a busy second share it). A deployment's facts come from the compiled policy the
+    request was routed under, shared between records and never changed."""
 
-    def __init__(self, cache_size: int = 4096) -> None:
-        self._cache_size = cache_size
-        self._deployments: dict[tuple[str, str], dict[str, Any]] = {}
+    def __init__(self) -> None:
         self._second = -1
         self._second_text = ""
 
@@ -104,24 +100,16 @@ class RecordBuilder:
             "data_class": route.data_class if route else None,
             "decision": _decision(exchange),
             "refusal": _refusal(exchange),
-            "deployment": self._deployment(exchange),
+            "deployment": (
+                route.compiled.facts[exchange.deployment.id].record
+                if route and exchange.deployment
+                else None
+            ),
             "error": {"type": error.type, "code": error.code} if error else None,
         }
         if mode is not AuditContent.NONE:
             record["content"] = _content(exchange, mode, content_key)
         return record
-
-    def _deployment(self, exchange: Exchange) -> dict[str, Any] | None:
-        dep, route = exchange.deployment, exchange.route
-        if dep is None or route is None:
-            return None
-        key = (route.revision, dep.id)
-        facts = self._deployments.get(key)
-        if facts is None:
-            if len(self._deployments) >= self._cache_size:
-                self._deployments.clear()
-            facts = self._deployments[key] = _deployment(route, dep)
-        return facts
 
 
 def _decision(exchange: Exchange) -> str:
@@ -144,23 +132,6 @@ def _refusal(exchange: Exchange) -> dict[str, Any] | None:
             }
             for c in route.candidates
         ]
-    }
-
-
-def _deployment(route: Route, dep: Deployment) -> dict[str, Any]:
-    catalog = route.compiled.policy.catalog
-    backend = catalog.backends[dep.backend]
-    model = catalog.models[dep.model]
-    return {
-        "id": dep.id,
-        "backend": dep.backend,
-        "model": dep.model,
-        "upstream_model": dep.upstream_model,
-        "inference_country": backend.country,
-        "operator": backend.operator.name,
-        "operator_control_chain": backend.operator.control_chain(),
-        "weights_origin": model.developer_country,
-        "self_hosted": backend.self_hosted,
     }
 
 

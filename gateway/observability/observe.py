@@ -14,8 +14,6 @@ from gateway.observability.metrics import Metrics
 from gateway.policy.schema import API_NAMES, Api
 
 if TYPE_CHECKING:
-    from gateway.policy.compile import Route
-    from gateway.policy.schema import Deployment
     from gateway.proxy import Exchange
 
 access = logging.getLogger("gateway.access")
@@ -28,15 +26,10 @@ OPERATIONS = {
 }
 
 
-FACTS_CACHE_SIZE = 4096
-
-
 class RequestObserver:
     def __init__(self, metrics: Metrics, access_log: bool) -> None:
         self.metrics = metrics
         self._access_log = access_log
-        # (revision, deployment) -> (country, operator's ultimate jurisdiction, provider)
-        self._facts: dict[tuple[str, str], tuple[str, str, str]] = {}
 
     def observe(self, exchange: Exchange) -> None:
         m = self.metrics
@@ -48,7 +41,8 @@ class RequestObserver:
         dep = exchange.deployment
         country = jurisdiction = provider = ""
         if dep is not None and route is not None:
-            country, jurisdiction, provider = self._facts_of(route, dep)
+            facts = route.compiled.facts[dep.id]
+            country, jurisdiction, provider = facts.country, facts.jurisdiction, facts.provider
         status = str(exchange.status)
         m.requests.inc((tenant, model, dep.id if dep else "", country, jurisdiction, status))
         api = API_NAMES[exchange.api]
@@ -108,20 +102,6 @@ class RequestObserver:
                     "error": exchange.error.code if exchange.error else None,
                 },
             )
-
-    def _facts_of(self, route: Route, dep: Deployment) -> tuple[str, str, str]:
-        key = (route.revision, dep.id)
-        facts = self._facts.get(key)
-        if facts is None:
-            if len(self._facts) >= FACTS_CACHE_SIZE:
-                self._facts.clear()
-            backend = route.compiled.policy.catalog.backends[dep.backend]
-            facts = self._facts[key] = (
-                backend.country,
-                backend.operator.control_chain()[-1],
-                backend.provider or backend.kind.value,
-            )
-        return facts
 
 
 def _decision(exchange: Exchange) -> tuple[str, str]:

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 from gateway.errors import InvalidRequest, ModelNotFound
 from gateway.policy.engine import CandidateResult, RuleResult, evaluate_deployment
+from gateway.policy.facts import deployment_facts
 from gateway.policy.load import PolicySet
 from gateway.policy.schema import AttestationKind, Deployment, Rules, Tenant
 
@@ -59,6 +60,7 @@ class CompiledPolicy:
         self.revision = policy.revision
         self.compiled_on = today
         self.valid_until = _next_expiry(policy, today)
+        self.facts = deployment_facts(policy.catalog)
         ordered = sorted(policy.catalog.deployments, key=lambda d: d.priority)
         self._deployments = tuple(ordered)
         self._all = (1 << len(ordered)) - 1

@@ -65,7 +65,7 @@ def test_records_carry_the_deployment_facts_of_their_own_policy_revision(tmp_pat
     paris = _policy(tmp_path / "paris", "FR")
     moved = _policy(tmp_path / "moved", "BE")
     assert paris.revision != moved.revision
-    builder = RecordBuilder(cache_size=1)  # every change of revision evicts the other's facts
+    builder = RecordBuilder()
     for policy, country in ((paris, "FR"), (moved, "BE"), (paris, "FR"), (moved, "BE")):
         record = builder.build(_exchange(policy), 0.0, None, AuditContent.NONE)
         assert record["policy_revision"] == policy.revision
