@@ -1,6 +1,11 @@
 """The embedded audit store: SQLite in WAL mode, `synchronous=FULL` (every commit is fsynced).
 
 One connection, used from one worker thread, so the event loop never waits on the disk.
+
+A batch is inserted with one multi-row `INSERT` per `ROWS_PER_INSERT` records rather than with
+`executemany`, which steps every row as a statement of its own, letting go of the GIL and taking
+it back from the busy event loop each time. With 16 clients this took 1.5-2.5 µs of CPU per
+record off the SQLite thread and gave 2-7% more throughput (`bench/README.md`).
 """
 
 from __future__ import annotations
@@ -28,6 +33,13 @@ from gateway.worker_thread import WorkerThread
 T = TypeVar("T")
 
 SCHEMA = schema_sql(integer="INTEGER", blob="BLOB")
+COLUMNS = 6  # log_id, seq, time, tenant, leaf, body
+# one statement per batch size up to this, each kept in the connection's statement cache (128)
+ROWS_PER_INSERT = 64
+
+
+def insert_sql(rows: int) -> str:
+    return "INSERT INTO audit_records VALUES " + ",".join(["(?,?,?,?,?,?)"] * rows)  # noqa: S608
 
 
 class SQLiteStore:
@@ -61,12 +73,17 @@ class SQLiteStore:
         await self._thread.run(connect)
 
     async def append_batch(self, records: list[StoredRecord]) -> None:
-        rows = [(r.log_id, r.seq, r.time, r.tenant, r.leaf, r.body) for r in records]
+        values = [
+            v for r in records for v in (r.log_id, r.seq, r.time, r.tenant, r.leaf, r.body)
+        ]
+        step = ROWS_PER_INSERT * COLUMNS
 
         def write(db: sqlite3.Connection) -> None:
             db.execute("BEGIN IMMEDIATE")
             try:
-                db.executemany("INSERT INTO audit_records VALUES (?, ?, ?, ?, ?, ?)", rows)
+                for start in range(0, len(values), step):
+                    chunk = values[start : start + step]
+                    db.execute(insert_sql(len(chunk) // COLUMNS), chunk)
             except BaseException:
                 db.execute("ROLLBACK")
                 raise

@@ -19,7 +19,7 @@ from gateway.audit.canonical import NotCanonical, canonical
 from gateway.audit.export import export_log, export_tenant
 from gateway.audit.setup import open_store
 from gateway.audit.signing import Checkpoint, Signer, public_key_pem
-from gateway.audit.store import Query
+from gateway.audit.store import Query, StoredRecord, StoreUnavailable
 from gateway.audit.verify import Report, verify_export
 from gateway.audit.writer import AuditWriteFailed, AuditWriter
 from tests.harness import sovereign_gateway
@@ -334,3 +334,39 @@ def test_gathering_a_batch_stops_at_its_time_bound(tmp_path: Path) -> None:
     sizes, appended = asyncio.run(scenario())
     assert len(sizes) >= 5, sizes  # commits went on while records kept coming
     assert sum(sizes) == appended
+
+
+def test_a_batch_is_stored_whole_or_not_at_all(store_url: str) -> None:
+    """Large batches (the SQLite store inserts them in parts) come back whole and in order; a
+    batch that fails part-way leaves none of its records behind."""
+
+    def rows(first: int, n: int) -> list[StoredRecord]:
+        return [
+            StoredRecord(
+                "replica-a",
+                i,
+                f"2026-11-01T00:00:{i % 60:02d}.000000Z",
+                "alpha",
+                bytes(32),
+                canonical(_record(i, "alpha")),
+            )
+            for i in range(first, first + n)
+        ]
+
+    async def run() -> tuple[list[StoredRecord], list[StoredRecord]]:
+        store = open_store(store_url)
+        await store.open()
+        try:
+            await store.append_batch(rows(0, 150))
+            stored = await store.read(Query(log_id="replica-a"))
+            clash = rows(150, 150)
+            clash[140] = rows(3, 1)[0]  # a sequence number already taken, in the third part
+            with pytest.raises(StoreUnavailable):
+                await store.append_batch(clash)
+            return stored, await store.read(Query(log_id="replica-a"))
+        finally:
+            await store.aclose()
+
+    stored, after = asyncio.run(run())
+    assert stored == rows(0, 150)
+    assert after == stored
