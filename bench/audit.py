@@ -27,7 +27,17 @@ import asyncpg
 import httpx
 import yaml
 
-from bench.run import KEY, _alternate, _body, _cpu_seconds, _pin, _policy_dir, _spawn, ratios
+from bench.run import (
+    KEY,
+    _alternate,
+    _body,
+    _cpu_seconds,
+    _pin,
+    _policy_dir,
+    _spawn,
+    quiet,
+    ratios,
+)
 from bench.wrk import run_wrk
 from gateway.auth.keys import hash_key
 from tests.faults.proxy import FaultProxy, Mode
@@ -112,6 +122,7 @@ def main() -> int:
                 body = _body(mode == "stream")
                 for c in levels:
                     for name, (base, pid) in _alternate(targets, round_):
+                        quiet([pid for _, pid in targets.values()])
                         cpu0 = _cpu_seconds(pid)
                         result = run_wrk(
                             base + "/v1/chat/completions", body, headers, c, args.seconds

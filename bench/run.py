@@ -104,6 +104,21 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def quiet(pids: list[int], window_s: float = 0.25, timeout_s: float = 60.0) -> None:
+    """Wait until every process in `pids` is idle (under 2% of a core over `window_s`).
+
+    A slow target keeps working on the requests in flight when the load stops (LiteLLM's proxy
+    takes seconds to drain 64 streams); on a shared core that work would be charged to whichever
+    target is measured next."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        before = [_cpu_seconds(pid) for pid in pids]
+        time.sleep(window_s)
+        used = [_cpu_seconds(pid) - b for pid, b in zip(pids, before, strict=True)]
+        if max(used, default=0.0) < 0.02 * window_s:
+            return
+
+
 def _cores(pid: int) -> str:
     """The cores a process may run on, as the report shows them."""
     return ",".join(str(c) for c in sorted(os.sched_getaffinity(pid)))
@@ -239,12 +254,14 @@ def main() -> int:
                     timeout=60,
                 )
         rows: dict[tuple[str, int, str], list[tuple[float, float, float, float, float]]] = {}
+        busy = [upstream.pid, *(pid for _, pid in targets.values() if pid)]
         headers = {"content-type": "application/json", "authorization": f"Bearer {KEY}"}
         for round_ in range(args.rounds):
             for mode in ("json", "stream"):
                 body = _body(mode == "stream")
                 for c in levels:
                     for name, (base, pid) in _alternate(targets, round_):
+                        quiet(busy)
                         cpu0 = _cpu_seconds(pid) if pid else 0.0
                         url = base + "/v1/chat/completions"
                         key = LITELLM_KEY if name == "litellm proxy" else KEY
