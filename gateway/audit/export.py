@@ -53,17 +53,18 @@ async def export_tenant(store: AuditStore, log_id: str, tenant: str) -> Iterator
     header = {"type": "header", "format": FORMAT, "scope": "tenant", "log_id": log_id}
     header["tenant"] = tenant
     out = [line(header)]
-    if base.size:
-        raise ExportError(
-            f"log {log_id} was pruned up to {base.size}; tenant exports with inclusion proofs"
-            " need every leaf, so export the whole log instead"
-        )
     if not checkpoints:
         return iter(out)
     latest = max(checkpoints, key=lambda cp: (cp.size, cp.time))
+    if latest.size < base.size:
+        raise ExportError(
+            f"log {log_id} was pruned up to {base.size}, past its latest checkpoint"
+            f" ({latest.size}); no signed root covers its records"
+        )
     out.append(line({"type": "checkpoint", "checkpoint": latest.as_json()}))
-    leaves = (await store.leaves(log_id))[: latest.size]
-    tree = Tree(leaves)
+    # after pruning, the base's subtree roots stand in for the records that are gone
+    leaves = (await store.leaves(log_id))[: latest.size - base.size]
+    tree = Tree(leaves, base)
     for record in await store.read(Query(log_id=log_id, tenant=tenant)):
         if record.seq >= latest.size:
             break

@@ -52,6 +52,14 @@ class Frontier:
             raise ValueError("frontier subtrees do not add up to its size")
         return frontier
 
+    def subtrees(self) -> list[tuple[int, int, bytes]]:
+        """(first leaf, height, hash) of each perfect subtree, left first."""
+        out, start = [], 0
+        for height, node in self._stack:
+            out.append((start, height, node))
+            start += 1 << height
+        return out
+
     def copy(self) -> Frontier:
         twin = Frontier()
         twin.size, twin._stack = self.size, list(self._stack)
@@ -74,30 +82,57 @@ def root_of(leaves: Sequence[bytes]) -> bytes:
 
 
 class Tree:
-    """Every level of a tree over `leaves`, for inclusion proofs (the export builds one)."""
+    """Every level of a tree over `leaves`, for inclusion proofs (the export builds one).
 
-    def __init__(self, leaves: Sequence[bytes]) -> None:
-        self.size = len(leaves)
-        self._levels: list[list[bytes]] = [list(leaves)]
-        while len(self._levels[-1]) > 1:
-            below = self._levels[-1]
-            above = [node_hash(below[i], below[i + 1]) for i in range(0, len(below) - 1, 2)]
-            if len(below) % 2:
-                above.append(below[-1])
+    `base` stands in for leaves that were pruned: the tree's first `base.size` leaves are known
+    only through the roots of the base's perfect subtrees. That is enough to prove every leaf
+    after them. On a leaf's audit path, a sibling left of it that lies inside the pruned part is
+    one of those roots: a larger perfect subtree of the base holding it would, being aligned,
+    also hold the leaf itself.
+    """
+
+    def __init__(self, leaves: Sequence[bytes], base: Frontier | None = None) -> None:
+        pruned = base.size if base is not None else 0
+        self.first = pruned
+        self.size = pruned + len(leaves)
+        known: dict[int, list[tuple[int, bytes]]] = {}  # height -> (index at that height, hash)
+        for start, height, node in base.subtrees() if base is not None else ():
+            known.setdefault(height, []).append((start >> height, node))
+        level: list[bytes | None] = [None] * pruned
+        level.extend(leaves)
+        self._levels: list[list[bytes | None]] = [level]
+        while True:
+            for index, node in known.get(len(self._levels) - 1, ()):
+                level[index] = node
+            if len(level) <= 1:
+                break
+            above: list[bytes | None] = [
+                node_hash(left, right) if left is not None and right is not None else None
+                for left, right in zip(level[0:-1:2], level[1::2], strict=True)
+            ]
+            if len(level) % 2:
+                above.append(level[-1])
             self._levels.append(above)
+            level = above
 
     def root(self) -> bytes:
-        return self._levels[-1][0] if self.size else EMPTY_ROOT
+        if not self.size:
+            return EMPTY_ROOT
+        root = self._levels[-1][0]
+        assert root is not None  # every node above a base subtree root is known
+        return root
 
     def inclusion_proof(self, index: int) -> list[bytes]:
         """The audit path of leaf `index` (0-based), bottom up, as RFC 6962 defines it."""
-        if not 0 <= index < self.size:
+        if not self.first <= index < self.size:
             raise IndexError(index)
         path: list[bytes] = []
         for level in self._levels[:-1]:
             sibling = index ^ 1
             if sibling < len(level):
-                path.append(level[sibling])
+                node = level[sibling]
+                assert node is not None  # see the class's docstring
+                path.append(node)
             index //= 2
         return path
 

@@ -73,9 +73,7 @@ class SQLiteStore:
         await self._thread.run(connect)
 
     async def append_batch(self, records: list[StoredRecord]) -> None:
-        values = [
-            v for r in records for v in (r.log_id, r.seq, r.time, r.tenant, r.leaf, r.body)
-        ]
+        values = [v for r in records for v in (r.log_id, r.seq, r.time, r.tenant, r.leaf, r.body)]
         step = ROWS_PER_INSERT * COLUMNS
 
         def write(db: sqlite3.Connection) -> None:

@@ -185,6 +185,13 @@ def test_prune_removes_whole_epochs_and_the_rest_still_verifies(store_url: str) 
     report = verify(lines)
     assert report.ok, report.failures
     assert report.records == 3
+    # a tenant's remaining records are still proved against the latest signed root
+    lines = asyncio.run(_export(store_url, tenant="alpha"))
+    report = verify(lines)
+    assert report.ok, report.failures
+    assert report.records == 2  # seq 12 and 14
+    assert not any(b'"tenant":"beta"' in x for x in lines)
+    assert kinds(verify([x.replace(b'"req-2"', b'"req-X"') for x in lines])) == ["edited"]
 
     async def remaining() -> list[int]:
         store = open_store(store_url)

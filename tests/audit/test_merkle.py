@@ -34,6 +34,23 @@ def test_roots_and_inclusion_proofs_match_pymerkle_for_sizes_1_to_1000() -> None
             assert verify_inclusion(leaves[i], i, n, ours, tree.root())
 
 
+def test_after_pruning_the_frontier_proves_every_remaining_leaf_as_the_whole_tree_does() -> None:
+    """A tree missing its first `pruned` leaves, with their frontier instead, gives the same
+    root and the same audit paths for the leaves that remain (the whole tree's are checked
+    against pymerkle above)."""
+    leaves = [leaf_hash(f"record {i}".encode()) for i in range(130)]
+    for n in range(1, 131):
+        whole = Tree(leaves[:n])
+        base = Frontier()
+        for pruned in range(n + 1):
+            tree = Tree(leaves[pruned:n], base)
+            assert tree.root() == whole.root(), (n, pruned)
+            for i in range(pruned, n):
+                assert tree.inclusion_proof(i) == whole.inclusion_proof(i), (n, pruned, i)
+            if pruned < n:
+                base.append(leaves[pruned])
+
+
 def test_a_proof_does_not_verify_for_another_leaf_index_size_or_root() -> None:
     leaves = [leaf_hash(bytes([i])) for i in range(13)]
     tree = Tree(leaves)
