@@ -85,54 +85,45 @@ class Tree:
     """Every level of a tree over `leaves`, for inclusion proofs (the export builds one).
 
     `base` stands in for leaves that were pruned: the tree's first `base.size` leaves are known
-    only through the roots of the base's perfect subtrees. That is enough to prove every leaf
-    after them. On a leaf's audit path, a sibling left of it that lies inside the pruned part is
-    one of those roots: a larger perfect subtree of the base holding it would, being aligned,
-    also hold the leaf itself.
+    only through the roots of the base's perfect subtrees, and no level holds anything left of
+    what the leaves that remain need. At height h a level starts at node `base.size >> h`, or
+    one node earlier where the base has a subtree of height h: that subtree's root, which is the
+    left sibling its neighbour needs. So every level starts at an even node, its pairs line up,
+    and every audit path of a remaining leaf is complete.
     """
 
     def __init__(self, leaves: Sequence[bytes], base: Frontier | None = None) -> None:
         pruned = base.size if base is not None else 0
         self.first = pruned
         self.size = pruned + len(leaves)
-        known: dict[int, list[tuple[int, bytes]]] = {}  # height -> (index at that height, hash)
-        for start, height, node in base.subtrees() if base is not None else ():
-            known.setdefault(height, []).append((start >> height, node))
-        level: list[bytes | None] = [None] * pruned
-        level.extend(leaves)
-        self._levels: list[list[bytes | None]] = [level]
+        roots = {h: node for _, h, node in base.subtrees()} if base is not None else {}
+        level, offset, width = list(leaves), pruned, self.size
+        self._levels: list[tuple[int, int, list[bytes]]] = []  # (first index, width, nodes)
         while True:
-            for index, node in known.get(len(self._levels) - 1, ()):
-                level[index] = node
-            if len(level) <= 1:
+            if len(self._levels) in roots:
+                level.insert(0, roots[len(self._levels)])
+                offset -= 1
+            self._levels.append((offset, width, level))
+            if width <= 1:
                 break
-            above: list[bytes | None] = [
-                node_hash(left, right) if left is not None and right is not None else None
-                for left, right in zip(level[0:-1:2], level[1::2], strict=True)
-            ]
-            if len(level) % 2:
+            above = [node_hash(level[i], level[i + 1]) for i in range(0, len(level) - 1, 2)]
+            if len(level) % 2:  # the level's last node, unpaired, moves up unchanged
                 above.append(level[-1])
-            self._levels.append(above)
-            level = above
+            level, offset, width = above, offset // 2, (width + 1) // 2
 
     def root(self) -> bytes:
-        if not self.size:
-            return EMPTY_ROOT
-        root = self._levels[-1][0]
-        assert root is not None  # every node above a base subtree root is known
-        return root
+        return self._levels[-1][2][0] if self.size else EMPTY_ROOT
 
     def inclusion_proof(self, index: int) -> list[bytes]:
         """The audit path of leaf `index` (0-based), bottom up, as RFC 6962 defines it."""
         if not self.first <= index < self.size:
             raise IndexError(index)
         path: list[bytes] = []
-        for level in self._levels[:-1]:
+        for offset, width, level in self._levels[:-1]:
             sibling = index ^ 1
-            if sibling < len(level):
-                node = level[sibling]
-                assert node is not None  # see the class's docstring
-                path.append(node)
+            if sibling < width:
+                assert sibling >= offset  # see the class's docstring
+                path.append(level[sibling - offset])
             index //= 2
         return path
 
