@@ -90,7 +90,9 @@ def main() -> int:
         data = yaml.safe_load(keys.read_text())
         data["keys"].append({"id": "benchadmin", "role": "admin", "sha256": hash_key(ADMIN)})
         keys.write_text(yaml.safe_dump(data))
-        stack.enter_context(_spawn([*_pin("0"), py, "-m", "bench.upstream", str(up_port)]))
+        upstream = stack.enter_context(
+            _spawn([*_pin("0"), py, "-m", "bench.upstream", str(up_port)])
+        )
         # a slow store: PostgreSQL behind a proxy that holds every packet, each way
         dsn = urlsplit(pg)
         slow = stack.enter_context(FaultProxy(dsn.port or 5432).running())
@@ -117,12 +119,13 @@ def main() -> int:
         time.sleep(0.5)
         headers = {"content-type": "application/json", "authorization": f"Bearer {KEY}"}
         rows: dict[tuple[str, int, str], list[tuple[float, float, float, float]]] = {}
+        busy = [upstream.pid, *(pid for _, pid in targets.values())]
         for round_ in range(args.rounds):
             for mode in ("json", "stream"):
                 body = _body(mode == "stream")
                 for c in levels:
                     for name, (base, pid) in _alternate(targets, round_):
-                        quiet([pid for _, pid in targets.values()])
+                        quiet(busy)
                         cpu0 = _cpu_seconds(pid)
                         result = run_wrk(
                             base + "/v1/chat/completions", body, headers, c, args.seconds

@@ -52,13 +52,9 @@ class Frontier:
             raise ValueError("frontier subtrees do not add up to its size")
         return frontier
 
-    def subtrees(self) -> list[tuple[int, int, bytes]]:
-        """(first leaf, height, hash) of each perfect subtree, left first."""
-        out, start = [], 0
-        for height, node in self._stack:
-            out.append((start, height, node))
-            start += 1 << height
-        return out
+    def subtrees(self) -> list[tuple[int, bytes]]:
+        """(height, hash) of each perfect subtree, left first (heights strictly decrease)."""
+        return list(self._stack)
 
     def copy(self) -> Frontier:
         twin = Frontier()
@@ -96,7 +92,7 @@ class Tree:
         pruned = base.size if base is not None else 0
         self.first = pruned
         self.size = pruned + len(leaves)
-        roots = {h: node for _, h, node in base.subtrees()} if base is not None else {}
+        roots = dict(base.subtrees()) if base is not None else {}  # height -> root
         level, offset, width = list(leaves), pruned, self.size
         self._levels: list[tuple[int, int, list[bytes]]] = []  # (first index, width, nodes)
         while True:

@@ -38,8 +38,11 @@ COLUMNS = 6  # log_id, seq, time, tenant, leaf, body
 ROWS_PER_INSERT = 64
 
 
+ROW = "(" + ",".join("?" * COLUMNS) + ")"
+
+
 def insert_sql(rows: int) -> str:
-    return "INSERT INTO audit_records VALUES " + ",".join(["(?,?,?,?,?,?)"] * rows)  # noqa: S608
+    return "INSERT INTO audit_records VALUES " + ",".join([ROW] * rows)  # noqa: S608
 
 
 class SQLiteStore:
