@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import ipaddress
+import logging
 import signal
 import socket
 import subprocess
@@ -17,7 +19,7 @@ from gateway.auth.keys import hash_key, new_key
 from gateway.cli_audit import add_audit_commands
 from gateway.cli_policy import add_policy_commands
 from gateway.policy.load import load_policy_dir
-from gateway.settings import load_settings
+from gateway.settings import Settings, load_settings
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -72,6 +74,7 @@ def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from gateway.app import create_app
+    from gateway.asgi.connections import guarded_protocol, reserve_descriptors
     from gateway.keys_error import startup_error
     from gateway.observability.logs import configure_logging
 
@@ -83,6 +86,7 @@ def _serve(args: argparse.Namespace) -> int:
         log_level=args.log_level,
     )
     configure_logging(settings.log_level, settings.log_format)
+    _warn_open_metrics(settings)
     try:
         app = create_app(settings)
     except Exception as exc:  # reported, then the process exits non-zero
@@ -106,7 +110,9 @@ def _serve(args: argparse.Namespace) -> int:
             log_config=None,  # configure_logging below: our JSON lines for uvicorn's logs too
             access_log=False,
             loop="uvloop",
-            http="httptools",
+            http=guarded_protocol(
+                settings.header_timeout_s, reserve_descriptors(settings.max_connections)
+            ),
             server_header=False,
             proxy_headers=False,  # nothing reads the client's address; one ASGI layer less
         )
@@ -116,6 +122,23 @@ def _serve(args: argparse.Namespace) -> int:
             simulators.terminate()
             simulators.wait(timeout=10)
     return 0
+
+
+def _warn_open_metrics(settings: Settings) -> None:
+    """`/metrics` labels tenants; say so when anyone on the network can read it."""
+    if settings.metrics_token is not None:
+        return
+    try:
+        loopback = ipaddress.ip_address(settings.host).is_loopback
+    except ValueError:
+        loopback = settings.host == "localhost"
+    if not loopback:
+        logging.getLogger("gateway.cli").warning(
+            "%s is open to anyone who can reach %s (it names tenants and models): set "
+            "metrics_token (SGW_METRICS_TOKEN) or serve on a loopback address",
+            settings.metrics_path,
+            settings.host,
+        )
 
 
 def _exit_on_signal(signum: int, frame: object) -> None:
