@@ -4,6 +4,7 @@
   no deployment can serve under the tenant's rules;
 - names that refer to nothing: model patterns matching no model, alias targets that are not
   models or not allowed, API keys of tenants that do not exist;
+- (an error) a keys file that does not validate, or lists a key id or hash twice;
 - attestations that expire within `EXPIRY_WARNING_DAYS` days, or have expired.
 """
 
@@ -13,12 +14,9 @@ import datetime as dt
 import fnmatch
 from pathlib import Path
 
-import yaml
-from pydantic import ValidationError
-
+from gateway.auth.keys import KeysFileError, read_keys_file
 from gateway.policy.compile import CompiledPolicy
 from gateway.policy.load import Problem, locate
-from gateway.policy.schema import KeysFile
 
 EXPIRY_WARNING_DAYS = 30
 
@@ -93,13 +91,13 @@ def _keys(directory: Path, keys_file: Path, compiled: CompiledPolicy) -> list[Pr
         else str(keys_file)
     )
     try:
-        keys = KeysFile.model_validate(yaml.safe_load(keys_file.read_text(encoding="utf-8"))).keys
-    except (OSError, yaml.YAMLError, ValidationError) as exc:
-        return [Problem(label, None, "-", f"cannot read the keys file: {exc}", "error")]
+        keys = read_keys_file(keys_file, directory)
+    except KeysFileError as exc:
+        return list(exc.problems)
     return [
         locate(
-            keys_file.parent,
-            keys_file.name,
+            directory,
+            label,
             ("keys", str(i), "tenant"),
             f"key {entry.id} belongs to tenant {entry.tenant!r}, which has no policy",
             "warning",
