@@ -11,9 +11,12 @@ import signal
 import socket
 import subprocess
 import sys
+import textwrap
 import time
 from collections.abc import Sequence
 from pathlib import Path
+
+import yaml
 
 from gateway.auth.keys import hash_key, new_key
 from gateway.cli_audit import add_audit_commands
@@ -189,7 +192,19 @@ def _keys_new(args: argparse.Namespace) -> int:
     key_id, key = new_key()
     print(f"API key (shown once, store it now): {key}")
     print("Add this entry under `keys:` in the keys file:")
-    owner = f"tenant: {args.tenant}" if args.role == "tenant" else f"role: {args.role}"
-    label = f", label: {args.label}" if args.label else ""
-    print(f"  - {{id: {key_id}, {owner}{label}, sha256: {hash_key(key)}}}")
+    print(keys_file_entry(key_id, key, args.role, args.tenant, args.label), end="")
     return 0
+
+
+def keys_file_entry(key_id: str, key: str, role: str, tenant: str | None, label: str) -> str:
+    """The keys file entry of a new key, as YAML (quoted by the YAML library, so that any label
+    reads back as it was given), indented to sit under `keys:`."""
+    entry: dict[str, str] = {"id": key_id}
+    entry.update({"tenant": tenant or ""} if role == "tenant" else {"role": role})
+    if label:
+        entry["label"] = label
+    entry["sha256"] = hash_key(key)
+    text = yaml.safe_dump(
+        [entry], default_flow_style=None, sort_keys=False, allow_unicode=True, width=1 << 16
+    )
+    return textwrap.indent(text, "  ")
