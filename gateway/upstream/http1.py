@@ -9,8 +9,12 @@ third of its CPU per request; this client does the same work in a fraction of it
 - Each request is one `transport.write` of the head and the body; the response is parsed by
   httptools (llhttp, the parser uvicorn serves with) as bytes arrive.
 - Connections are reused LIFO and closed once idle for `keepalive_s`, shorter than the usual
-  server keep-alive, so the gateway rarely sends on a connection the server is closing. A request
-  on a reused connection that breaks before any byte of the answer is sent once more on a new one.
+  server keep-alive, so the gateway rarely sends on a connection the server is closing; one timer
+  per pool closes them even when no request comes, and at most `max_idle` wait (a burst's extra
+  connections are closed as they come back). A request on a reused connection that breaks before
+  any byte of the answer is sent once more on a new one.
+- A slot of the pool is given back whatever ends a connection: a failed, timed-out or cancelled
+  connect, a close by either side, an abort.
 - Timeouts cost one timer per request: the first-byte deadline, then the same timer re-armed lazily
   while the body flows, so a long stream is not charged a timer per chunk.
 - A stream's unread bytes are bounded: reading pauses above `HIGH_WATER` (so at most one more
@@ -24,7 +28,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import ssl
-import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import cast
@@ -34,6 +37,7 @@ import httptools
 
 HIGH_WATER = 256 * 1024
 LOW_WATER = 64 * 1024
+MAX_IDLE = 64  # idle connections kept per pool; more come back only after a burst
 
 
 class HTTPClientError(Exception):
@@ -321,6 +325,8 @@ class _Connection(asyncio.Protocol):
                 self.closed = True
             self._pool.forget(self)
         else:
+            # a stream paused on the read that completed it: the next request needs the socket
+            self.resume()
             self._pool.release(self)
 
     def _resolve(self, response: Response | None = None) -> None:
@@ -368,13 +374,16 @@ class Pool:
         connect_s: float,
         keepalive_s: float = 4.0,
         ssl_context: ssl.SSLContext | None = None,
+        max_idle: int = MAX_IDLE,
     ) -> None:
         self.origin = origin
         self._size = size
         self._connect_s = connect_s
         self._keepalive_s = keepalive_s
         self._ssl = ssl_context
-        self._idle: list[_Connection] = []
+        self._max_idle = max_idle
+        self._idle: list[_Connection] = []  # oldest first: released in time order, reused LIFO
+        self._trim_timer: asyncio.TimerHandle | None = None
         self._open = 0
         self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -399,7 +408,7 @@ class Pool:
         idle = self._idle
         while True:
             if idle:
-                now = time.monotonic()
+                now = self.loop.time()
                 while idle:
                     connection = idle.pop()
                     if not connection.closed and now - connection.idle_since < self._keepalive_s:
@@ -422,31 +431,50 @@ class Pool:
             raise ConnectFailed("the client is closed")
         self._open += 1
         origin = self.origin
+        made: list[_Connection] = []
+
+        def factory() -> _Connection:
+            made.append(_Connection(self))
+            return made[0]
+
         try:
             async with asyncio.timeout(self._connect_s):
                 _, connection = await self.loop.create_connection(
-                    lambda: _Connection(self),
+                    factory,
                     origin.host,
                     origin.port,
                     ssl=self._ssl,
                     server_hostname=origin.host if self._ssl is not None else None,
                 )
-        except TimeoutError as exc:
-            self._open -= 1
-            self._wake_one()
-            raise ConnectFailed(f"connecting took over {self._connect_s:g} s") from exc
-        except OSError as exc:
-            self._open -= 1
-            self._wake_one()
-            raise ConnectFailed(f"{type(exc).__name__}: {exc.strerror or exc}") from exc
+        except BaseException as exc:  # cancelled too: the slot must come back
+            self._abandon(made[0] if made else None)
+            if isinstance(exc, TimeoutError):
+                raise ConnectFailed(f"connecting took over {self._connect_s:g} s") from exc
+            if isinstance(exc, OSError):
+                raise ConnectFailed(f"{type(exc).__name__}: {exc.strerror or exc}") from exc
+            raise
         return connection
+
+    def _abandon(self, connection: _Connection | None) -> None:
+        """A connect that did not complete, stopped wherever it was (before the socket, during
+        the TLS handshake, or with its transport made): close what exists, free the slot once."""
+        if connection is None:
+            self._open -= 1
+            self._wake_one()
+        else:
+            self._discard(connection)
 
     def release(self, connection: _Connection) -> None:
         if self._closed or connection.closed:
             self.forget(connection)
             return
-        connection.idle_since = time.monotonic()
-        self._idle.append(connection)
+        idle = self._idle
+        connection.idle_since = self.loop.time()
+        idle.append(connection)
+        if len(idle) > self._max_idle:
+            self._discard(idle[0])  # the longest idle goes; LIFO reuse keeps the warm ones
+        if self._trim_timer is None:
+            self._arm_trim()
         self._wake_one()
 
     def forget(self, connection: _Connection) -> None:
@@ -460,10 +488,25 @@ class Pool:
         self._wake_one()
 
     def _discard(self, connection: _Connection) -> None:
-        if not connection.closed and connection.transport is not None:
+        if not connection.closed:
             connection.closed = True
-            connection.transport.close()
+            if connection.transport is not None:
+                connection.transport.close()
         self.forget(connection)
+
+    def _arm_trim(self) -> None:
+        if self._idle and not self._closed:
+            when = self._idle[0].idle_since + self._keepalive_s
+            self._trim_timer = self.loop.call_at(when, self._trim)
+
+    def _trim(self) -> None:
+        """Close the connections idle for `keepalive_s`, whether or not a request comes."""
+        self._trim_timer = None
+        expired = self.loop.time() - self._keepalive_s
+        idle = self._idle
+        while idle and idle[0].idle_since <= expired:
+            self._discard(idle[0])
+        self._arm_trim()
 
     def _wake_one(self) -> None:
         while self._waiters:
@@ -474,6 +517,9 @@ class Pool:
 
     async def aclose(self) -> None:
         self._closed = True
+        if self._trim_timer is not None:
+            self._trim_timer.cancel()
+            self._trim_timer = None
         for connection in self._idle[:]:
             self._discard(connection)
         for waiter in self._waiters:
@@ -495,10 +541,11 @@ class HTTPClient:
         idle_s: float,
         headers: dict[str, str] | None = None,
         keepalive_s: float = 4.0,
+        max_idle: int = MAX_IDLE,
     ) -> None:
         self.origin = Origin.parse(base_url)
         context = ssl.create_default_context() if self.origin.scheme == "https" else None
-        self._pool = Pool(self.origin, pool_size, connect_s, keepalive_s, context)
+        self._pool = Pool(self.origin, pool_size, connect_s, keepalive_s, context, max_idle)
         self._first_byte_s = first_byte_s
         self._idle_s = idle_s
         fixed = {"host": self.origin.host_header, **(headers or {})}
