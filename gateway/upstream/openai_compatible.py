@@ -1,6 +1,6 @@
 """OpenAI-compatible upstreams (vLLM, most EU providers): bytes in, bytes out, a pooled client.
 
-The upstream leg runs on the gateway's own HTTP/1.1 client (`http1.py`); its transport errors
+The upstream leg runs on the gateway's own HTTP/1.1 client (`http1/`); its transport errors
 are translated here, at the boundary, into the gateway's errors.
 """
 

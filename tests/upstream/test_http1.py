@@ -361,3 +361,24 @@ async def test_a_stream_paused_on_its_last_read_leaves_its_connection_fit_for_th
         assert await second.read() == b'{"second":true}'
         await http.aclose()
     assert len(peers) == 1  # the same connection carried both
+
+
+def test_the_package_exports_the_names_the_gateway_imports() -> None:
+    import gateway.upstream.http1 as package
+
+    assert sorted(package.__all__) == sorted(
+        [
+            "HIGH_WATER",
+            "LOW_WATER",
+            "MAX_IDLE",
+            "ConnectFailed",
+            "ConnectionBroken",
+            "HTTPClient",
+            "HTTPClientError",
+            "Origin",
+            "Pool",
+            "ReadTimeout",
+            "Response",
+        ]
+    )
+    assert all(getattr(package, name) is not None for name in package.__all__)

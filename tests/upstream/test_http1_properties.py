@@ -15,8 +15,8 @@ from unittest import mock
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.upstream import http1
 from gateway.upstream.http1 import HTTPClient
+from gateway.upstream.http1 import response as http1_response
 from tests.upstream.scripted import client, json_reply, read_request
 
 PIECE_GAP_S = 0.001  # long enough for the client's read to come before the next write
@@ -187,7 +187,10 @@ def test_a_stream_paused_at_any_point_hands_its_connection_on_in_working_order(
     case: tuple[int, list[int], int],
 ) -> None:
     size, cuts, read_first = case
-    with mock.patch.object(http1, "HIGH_WATER", 64), mock.patch.object(http1, "LOW_WATER", 16):
+    with (
+        mock.patch.object(http1_response, "HIGH_WATER", 64),
+        mock.patch.object(http1_response, "LOW_WATER", 16),
+    ):
         asyncio.run(_paused_stream(size, cuts, read_first))
 
 
