@@ -10,14 +10,11 @@ clients cannot name an upstream.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 
 from gateway.errors import NotImplementedByUpstream
 from gateway.policy.schema import Backend, BackendKind
 from gateway.upstream.base import Upstream
 from gateway.upstream.openai_compatible import OpenAICompatibleUpstream, Timeouts
-
-UpstreamFactory = Callable[[str, Backend], Upstream]
 
 
 class Upstreams:
