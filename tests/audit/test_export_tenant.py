@@ -1,0 +1,149 @@
+"""A tenant export is provably whole: the tenant's auditor, with nothing but the export and the
+public key, finds any of the tenant's records removed, wherever it was."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import orjson
+
+from tests.audit.sample_log import export, fill, is_record, key_files, kinds, verify
+from tests.harness import sovereign_gateway
+
+
+def records_of(lines: list[bytes]) -> list[int]:
+    return [i for i, line in enumerate(lines) if is_record(line)]
+
+
+def without(lines: list[bytes], *indexes: int) -> list[bytes]:
+    return [line for i, line in enumerate(lines) if i not in indexes]
+
+
+def test_an_honest_tenant_export_verifies_and_says_it_is_whole(store_url: str) -> None:
+    fill(store_url, 15)
+    lines = export(store_url, tenant="alpha")
+    report = verify(lines)
+    assert report.ok, report.failures
+    assert report.records == 8  # seq 0, 2, ..., 14
+    statement = orjson.loads(lines[2])["statement"]
+    assert statement["tenant"] == "alpha" and statement["count"] == 8
+    assert statement["last_seq"] == 14 and statement["size"] == 15
+    # a tenant with no record gets a statement that says so, and it verifies
+    nobody = export(store_url, tenant="gamma")
+    assert verify(nobody).ok and orjson.loads(nobody[2])["statement"]["count"] == 0
+
+
+def test_every_way_of_removing_records_is_found(store_url: str) -> None:
+    fill(store_url, 15)
+    lines = export(store_url, tenant="alpha")
+    rows = records_of(lines)
+
+    for removed, name in ((rows[:1], "first"), (rows[3:4], "middle"), (rows[2:6], "several")):
+        report = verify(without(lines, *removed))
+        assert kinds(report) == ["incomplete"], name
+        assert f"{len(removed)} record(s) missing: the signed statement lists 8 record(s)" in str(
+            report.failures[0]
+        )
+
+    report = verify(without(lines, rows[-1]))
+    assert kinds(report) == ["incomplete"]
+    assert "its last one (seq 14) among them" in str(report.failures[0])
+
+    report = verify(without(lines, *rows))
+    assert kinds(report) == ["incomplete"]
+    assert "8 record(s) missing" in str(report.failures[0])
+
+    # the statement gone with the records: nothing shows the export whole
+    statement = 2
+    assert kinds(verify(without(lines, statement, rows[-1]))) == ["no_statement"]
+    assert kinds(verify(without(lines, statement, *rows))) == ["no_statement"]
+
+
+def test_records_and_statements_swapped_from_other_exports_are_found(store_url: str) -> None:
+    fill(store_url, 15)
+    early = export(store_url, tenant="alpha")
+    fill(store_url, 4, first=15)
+    later = export(store_url, tenant="alpha")  # 10 records of alpha below size 19
+    assert verify(later).ok
+    early_rows, later_rows = records_of(early), records_of(later)
+
+    # a record of the later export put in place of one of the early export's
+    swapped = list(early)
+    swapped[early_rows[3]] = later[later_rows[-1]]  # seq 18, which the early tree lacks
+    assert kinds(verify(swapped)) == ["unsigned", "incomplete"]
+
+    # the same record from the early export, with its proof against the early checkpoint
+    swapped = list(later)
+    swapped[later_rows[2]] = early[early_rows[2]]
+    assert kinds(verify(swapped)) == ["edited"]
+
+    # the early statement with the later records (some of them dropped to fit): not its export
+    mixed = [later[0], later[1], early[2], *[later[i] for i in later_rows[:8]]]
+    report = verify(mixed)
+    assert kinds(report) == ["mismatched"]
+    assert "statement counts records below size 15, but the proofs refer to" in str(
+        report.failures[0]
+    )
+
+    # a record of the same tenant from another log
+    fill(store_url, 15, log_id="replica-b")
+    other = export(store_url, log_id="replica-b", tenant="alpha")
+    swapped = list(early)
+    swapped[early_rows[3]] = other[records_of(other)[3]]
+    assert kinds(verify(swapped)) == ["foreign", "incomplete"]
+
+    # the right records in another order
+    moved = list(early)
+    moved[early_rows[1]], moved[early_rows[2]] = moved[early_rows[2]], moved[early_rows[1]]
+    assert kinds(verify(moved)) == ["reordered"]
+
+    # a statement edited to count fewer records is no longer signed
+    edited = list(early)
+    document = orjson.loads(edited[2])
+    document["statement"]["count"] = 7
+    edited[2] = orjson.dumps(document)
+    assert kinds(verify(without(edited, early_rows[3]))) == ["bad_signature"]
+
+
+def test_a_tenant_export_of_a_pruned_log_is_still_provably_whole(store_url: str) -> None:
+    fill(store_url, 12)
+    tomorrow = (dt.datetime.now(dt.UTC) + dt.timedelta(days=1)).date().isoformat()
+    done = sovereign_gateway("audit", "prune", "--store", store_url, "--before", tomorrow)
+    assert done.returncode == 0, done.stderr
+    fill(store_url, 5, first=12)
+    lines = export(store_url, tenant="alpha")
+    report = verify(lines)
+    assert report.ok, report.failures
+    assert report.records == 3  # seq 12, 14 and 16
+    statement = orjson.loads(lines[2])["statement"]
+    assert statement["since_seq"] == 12 and statement["count"] == 3
+    rows = records_of(lines)
+    assert kinds(verify(without(lines, rows[1]))) == ["incomplete"]
+    assert kinds(verify(without(lines, rows[-1]))) == ["incomplete"]
+
+
+def test_the_cli_makes_and_checks_tenant_exports(store_url: str, tmp_path: Path) -> None:
+    fill(store_url, 9)
+    signing, public = key_files(tmp_path)
+    out = tmp_path / "alpha.jsonl"
+    config = tmp_path / "settings.yaml"  # no signing key on this machine
+    config.write_text(f"audit_signing_key_file: {tmp_path / 'absent.pem'}\n")
+    done = sovereign_gateway(
+        "audit", "export", "--store", store_url, "--tenant", "alpha", "--config", config
+    )
+    assert done.returncode == 1
+    assert "a tenant export carries a statement signed when it is made" in done.stderr
+    done = sovereign_gateway(
+        "audit", "export", "--store", store_url, "--tenant", "alpha", "--signing-key", signing,
+        "--out", out,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    verified = sovereign_gateway("audit", "verify", out, "--public-key", public)
+    assert verified.returncode == 0, verified.stdout
+    assert "verified: 5 records" in verified.stdout
+    lines = out.read_bytes().splitlines()
+    out.write_bytes(b"\n".join(without(lines, records_of(lines)[-1])))
+    cut = sovereign_gateway("audit", "verify", out, "--public-key", public)
+    assert cut.returncode == 1
+    assert "FAIL incomplete: 1 record(s) missing, its last one (seq 8) among them" in cut.stdout
