@@ -8,7 +8,21 @@ from pathlib import Path
 
 import orjson
 
-from tests.audit.sample_log import export, fill, is_record, key_files, kinds, verify
+from gateway.audit.canonical import canonical
+from gateway.audit.merkle import leaf_hash
+from gateway.audit.signing import Checkpoint
+from gateway.audit.statement import sign_statement
+from gateway.audit.verify import verify_export
+from tests.audit.sample_log import (
+    NOW,
+    SIGNER,
+    export,
+    fill,
+    is_record,
+    key_files,
+    kinds,
+    verify,
+)
 from tests.harness import sovereign_gateway
 
 
@@ -147,3 +161,38 @@ def test_the_cli_makes_and_checks_tenant_exports(store_url: str, tmp_path: Path)
     cut = sovereign_gateway("audit", "verify", out, "--public-key", public)
     assert cut.returncode == 1
     assert "FAIL incomplete: 1 record(s) missing, its last one (seq 8) among them" in cut.stdout
+
+
+def test_a_statement_that_does_not_list_the_records_exported_is_named(store_url: str) -> None:
+    """As a statement signed over another view of the log would be (the key holder's word is
+    what the export is checked against)."""
+    fill(store_url, 9)
+    lines = export(store_url, tenant="alpha")
+    checkpoint = Checkpoint.from_json(orjson.loads(lines[1])["checkpoint"])
+    entries = [
+        (seq, leaf_hash(canonical(orjson.loads(lines[i])["record"])))
+        for i in records_of(lines)
+        for seq in [orjson.loads(lines[i])["record"]["seq"]]
+    ]
+
+    def with_statement(listed: list[tuple[int, bytes]]) -> list[bytes]:
+        statement = sign_statement(SIGNER, checkpoint, "alpha", 0, listed, NOW)
+        return [
+            *lines[:2],
+            orjson.dumps({"type": "statement", "statement": statement.as_json()}),
+            *lines[3:],
+        ]
+
+    assert verify(with_statement(entries)).ok
+    assert kinds(verify(with_statement(entries[:-1]))) == ["unlisted"]
+    other = [*entries[:-1], (entries[-1][0], b"\0" * 32)]
+    assert kinds(verify(with_statement(other))) == ["substituted"]
+    # an export older than a checkpoint the auditor holds
+    fill(store_url, 2, first=9)
+    newer = Checkpoint.from_json(orjson.loads(export(store_url, tenant="alpha")[1])["checkpoint"])
+    assert (checkpoint.size, newer.size) == (9, 11)
+    report = verify_export(lines, SIGNER.public_key, [newer])
+    assert kinds(report) == ["truncated"]
+    assert "stops at the checkpoint of size 9, but you hold one of size 11" in str(
+        report.failures[0]
+    )
