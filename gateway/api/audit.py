@@ -5,6 +5,7 @@ exports with proofs, the public key and the report. Query parameters are checked
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import orjson
 from fastapi import APIRouter, Request
@@ -50,10 +51,17 @@ RECORD_PARAMS = {
 }
 
 
+def _period(params: dict[str, Any]) -> dict[str, Any]:
+    since, until = params.get("since"), params.get("until")
+    if since is not None and until is not None and since >= until:
+        raise InvalidRequest("`until` must come after `since`", param="until", code="invalid_value")
+    return params
+
+
 @router.get("/records")
 async def records(request: Request) -> Response:
     store = _store(request)
-    q = read_params(request.query_params, RECORD_PARAMS)
+    q = _period(read_params(request.query_params, RECORD_PARAMS))
     found = await store.read(
         Query(tenant=q.get("tenant"), since=q.get("since"), until=q.get("until"))
     )
@@ -118,7 +126,7 @@ async def export(request: Request) -> Response:
 @router.get("/report")
 async def report(request: Request) -> Response:
     writer = _writer(request)
-    q = read_params(request.query_params, PERIOD)
+    q = _period(read_params(request.query_params, PERIOD))
     found = await build_report(
         writer.store, q.get("since"), q.get("until"), writer.signer.public_key
     )

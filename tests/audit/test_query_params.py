@@ -24,6 +24,8 @@ BAD = [
     ("/audit/records?since=yesterday", AUDITOR, "since", "invalid_value"),
     ("/audit/records?until=2026-13-01", AUDITOR, "until", "invalid_value"),
     ("/audit/records?decision=maybe", AUDITOR, "decision", "invalid_value"),
+    ("/audit/records?since=2026-11-02&until=2026-11-01", AUDITOR, "until", "invalid_value"),
+    ("/audit/report?since=2026-11-01&until=2026-11-01", AUDITOR, "until", "invalid_value"),
     ("/audit/records?tenant=", AUDITOR, "tenant", "invalid_value"),
     ("/audit/records?tenant=" + "x" * 300, AUDITOR, "tenant", "invalid_value"),
     ("/audit/records?tenantt=eu-bank", AUDITOR, "tenantt", "unknown_parameter"),
