@@ -25,6 +25,7 @@ class TenantSection:
         self.report = checks.report
         self.held = held
         self.checkpoint: Checkpoint | None = None  # the one proofs refer to
+        self.signature_failed = False
         self.statement: TenantStatement | None = None
         self.statement_valid = False
         self.entries: dict[int, bytes] = {}  # seq -> leaf of the tenant's records here
@@ -50,6 +51,8 @@ class TenantSection:
         valid = cp.verify(self.checks.key) and cp.log_id == self.log_id
         if self.checks.signed(f"checkpoint of size {cp.size}", cp.key_id, valid):
             self.checkpoint = cp
+        else:
+            self.signature_failed = True
 
     def _statement(self, statement: TenantStatement, number: int) -> None:
         if self.statement is not None:
@@ -75,7 +78,8 @@ class TenantSection:
             return
         cp = self.checkpoint
         if cp is None:
-            self.report.fail("unsigned", f"line {number}: no valid checkpoint to prove against")
+            if not self.signature_failed:  # else the signature failure says it all
+                self.report.fail("unsigned", f"line {number}: no checkpoint to prove against")
             return
         if seq >= cp.size:
             self.report.fail(
@@ -99,7 +103,8 @@ class TenantSection:
     def finish(self) -> None:
         cp = self.checkpoint
         if cp is None:
-            self.report.fail("unsigned", f"log {self.log_id}: no valid checkpoint")
+            if not self.signature_failed:
+                self.report.fail("unsigned", f"log {self.log_id}: no checkpoint")
             return
         beyond = [held.size for held in self.held if held.size > cp.size]
         if beyond:

@@ -7,10 +7,11 @@ import datetime as dt
 from pathlib import Path
 
 import orjson
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from gateway.audit.canonical import canonical
 from gateway.audit.merkle import leaf_hash
-from gateway.audit.signing import Checkpoint
+from gateway.audit.signing import Checkpoint, Signer
 from gateway.audit.statement import sign_statement
 from gateway.audit.verify import verify_export
 from tests.audit.sample_log import (
@@ -111,6 +112,10 @@ def test_records_and_statements_swapped_from_other_exports_are_found(store_url: 
     moved = list(early)
     moved[early_rows[1]], moved[early_rows[2]] = moved[early_rows[2]], moved[early_rows[1]]
     assert kinds(verify(moved)) == ["reordered"]
+
+    # another key
+    stranger = Signer(Ed25519PrivateKey.generate()).public_key
+    assert set(kinds(verify_export(early, stranger))) == {"wrong_key"}
 
     # a statement edited to count fewer records is no longer signed
     edited = list(early)
