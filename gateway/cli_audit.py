@@ -12,6 +12,7 @@ import csv
 import io
 import sys
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -61,6 +62,12 @@ def add_audit_commands(sub: Any) -> None:
         action="append",
         default=[],
         help="a checkpoint (JSON) you already hold; detects a truncated or rewritten log",
+    )
+    verify.add_argument(
+        "--whole-log",
+        type=Path,
+        help="a whole-log export: also check that the tenant export's signed statement lists"
+        " exactly the tenant's records in it",
     )
     verify.set_defaults(func=_verify)
 
@@ -211,15 +218,21 @@ def _export(args: argparse.Namespace) -> int:
 def _verify(args: argparse.Namespace) -> int:
     from gateway.audit.signing import Checkpoint, load_public_key
     from gateway.audit.verify import verify_export
+    from gateway.audit.verify_statement import check_statements
 
     try:
         key = load_public_key(args.public_key.read_bytes())
         held = [Checkpoint.from_json(orjson.loads(p.read_bytes())) for p in args.checkpoint]
         lines = args.export.read_bytes().splitlines()
+        whole = args.whole_log.read_bytes().splitlines() if args.whole_log else None
     except (OSError, ValueError, KeyError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     report = verify_export(lines, key, held)
+    if whole is not None:
+        against = check_statements(lines, whole, key)
+        report.failures += [replace(f, message=f"whole log: {f.message}") for f in against.failures]
+        report.notes += against.notes
     for failure in report.failures:
         print(f"FAIL {failure}")
     for note in report.notes:

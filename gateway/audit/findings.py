@@ -3,7 +3,8 @@
 Kinds of failure: `malformed`, `edited`, `deleted`, `reordered`, `duplicated`, `truncated`,
 `rewritten`, `wrong_key`, `bad_signature`, `unsigned` (a record no signed checkpoint covers),
 `foreign` (a record or statement of another tenant or log), and for tenant exports `no_statement`,
-`mismatched`, `incomplete`, `unlisted` and `substituted` (see `verify_tenant.py`).
+`mismatched`, `incomplete`, `unlisted` and `substituted` (see `verify_tenant.py`), and
+`false_statement` when a statement is held to a whole-log export (`verify_statement.py`).
 """
 
 from __future__ import annotations

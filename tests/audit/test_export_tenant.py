@@ -201,3 +201,47 @@ def test_a_statement_that_does_not_list_the_records_exported_is_named(store_url:
     assert "stops at the checkpoint of size 9, but you hold one of size 11" in str(
         report.failures[0]
     )
+
+
+def test_a_statement_that_leaves_a_record_out_is_caught_against_the_whole_log(
+    store_url: str, tmp_path: Path
+) -> None:
+    """The tenant's auditor alone must take the key holder's word; a whole-log export settles
+    it."""
+    fill(store_url, 9)
+    honest = export(store_url, tenant="alpha")
+    whole = tmp_path / "whole.jsonl"
+    whole.write_bytes(b"\n".join(export(store_url)))
+    _, public = key_files(tmp_path)
+    tenant = tmp_path / "alpha.jsonl"
+    tenant.write_bytes(b"\n".join(honest))
+    done = sovereign_gateway(
+        "audit", "verify", tenant, "--public-key", public, "--whole-log", whole
+    )
+    assert done.returncode == 0, done.stdout
+
+    # the key holder leaves seq 4 out of both the records and the statement it signs
+    rows = records_of(honest)
+    kept = [honest[i] for i in rows if orjson.loads(honest[i])["record"]["seq"] != 4]
+    checkpoint = Checkpoint.from_json(orjson.loads(honest[1])["checkpoint"])
+    entries = [
+        (record["seq"], leaf_hash(canonical(record)))
+        for record in (orjson.loads(x)["record"] for x in kept)
+    ]
+    statement = sign_statement(SIGNER, checkpoint, "alpha", 0, entries, NOW)
+    lying = [
+        *honest[:2],
+        orjson.dumps({"type": "statement", "statement": statement.as_json()}),
+        *kept,
+    ]
+    tenant.write_bytes(b"\n".join(lying))
+    alone = sovereign_gateway("audit", "verify", tenant, "--public-key", public)
+    assert alone.returncode == 0  # the tenant's auditor alone cannot tell
+    done = sovereign_gateway(
+        "audit", "verify", tenant, "--public-key", public, "--whole-log", whole
+    )
+    assert done.returncode == 1
+    assert (
+        "FAIL false_statement: whole log: the signed statement lists 4 record(s) of tenant alpha"
+        " in log replica-a below size 9; the log holds 5 (seq 0, 2, 4, 6, 8)"
+    ) in done.stdout
