@@ -20,6 +20,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from pydantic import TypeAdapter
+
 from gateway.auth.keys import KeysFileError, format_time, hash_key, new_key, read_keys_file
 from gateway.auth.keys_edit import (
     KeysEditError,
@@ -29,7 +31,7 @@ from gateway.auth.keys_edit import (
     set_fields,
     write_atomically,
 )
-from gateway.policy.schema import ApiKeyEntry, Role
+from gateway.policy.schema import ApiKeyEntry, Role, Timestamp
 from gateway.settings import load_settings
 
 DEFAULT_GRACE = "24h"
@@ -100,15 +102,11 @@ def _when(text: str) -> dt.datetime:
     except argparse.ArgumentTypeError:
         pass
     try:
-        at = ApiKeyEntry.model_validate(
-            {"id": "xxxxxxxx", "role": "admin", "sha256": "0" * 64, "expires": text}
-        ).expires
+        return TypeAdapter(Timestamp).validate_python(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(
             f"not a duration, a date or a time with its zone: {text!r}"
         ) from exc
-    assert at is not None
-    return at
 
 
 def _now() -> dt.datetime:
