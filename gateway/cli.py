@@ -11,15 +11,12 @@ import signal
 import socket
 import subprocess
 import sys
-import textwrap
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
-import yaml
-
-from gateway.auth.keys import hash_key, new_key
 from gateway.cli_audit import add_audit_commands
+from gateway.cli_keys import add_keys_commands
 from gateway.cli_policy import add_policy_commands
 from gateway.policy.load import load_policy_dir
 from gateway.settings import Settings, load_settings
@@ -61,13 +58,7 @@ def _parser() -> argparse.ArgumentParser:
     simulate.add_argument("--policy-dir", type=Path, default=Path("policies"))
     simulate.set_defaults(func=_simulate)
 
-    keys = sub.add_parser("keys", help="API keys").add_subparsers(title="keys commands")
-    new = keys.add_parser("new", help="create a key; prints the key once and its keys.yaml entry")
-    new.add_argument("--tenant", help="required for the tenant role")
-    new.add_argument("--role", choices=["tenant", "admin", "auditor"], default="tenant")
-    new.add_argument("--label", default="")
-    new.set_defaults(func=_keys_new)
-
+    add_keys_commands(sub)
     add_policy_commands(sub)
     add_audit_commands(sub)
     return parser
@@ -183,28 +174,3 @@ def _demo(args: argparse.Namespace) -> int:
     from gateway.demo import run_demo
 
     return run_demo(args.base_url, args.policy_dir)
-
-
-def _keys_new(args: argparse.Namespace) -> int:
-    if args.role == "tenant" and not args.tenant:
-        print("error: a tenant key needs --tenant", file=sys.stderr)
-        return 2
-    key_id, key = new_key()
-    print(f"API key (shown once, store it now): {key}")
-    print("Add this entry under `keys:` in the keys file:")
-    print(keys_file_entry(key_id, key, args.role, args.tenant, args.label), end="")
-    return 0
-
-
-def keys_file_entry(key_id: str, key: str, role: str, tenant: str | None, label: str) -> str:
-    """The keys file entry of a new key, as YAML (quoted by the YAML library, so that any label
-    reads back as it was given), indented to sit under `keys:`."""
-    entry: dict[str, str] = {"id": key_id}
-    entry.update({"tenant": tenant or ""} if role == "tenant" else {"role": role})
-    if label:
-        entry["label"] = label
-    entry["sha256"] = hash_key(key)
-    text = yaml.safe_dump(
-        [entry], default_flow_style=None, sort_keys=False, allow_unicode=True, width=1 << 16
-    )
-    return textwrap.indent(text, "  ")

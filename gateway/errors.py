@@ -4,6 +4,7 @@ GatewayError                      any failure the gateway reports to a client
  +-- InvalidRequest               400 invalid_request_error
  |    +-- InvalidJSON             400 invalid_request_error, code invalid_json
  +-- AuthenticationFailed         401 invalid_api_key
+ |    +-- ExpiredApiKey           401 expired_api_key (the key's `expires` has passed)
  +-- PolicyViolation              403 policy_violation
  +-- NotFound                     404 not_found_error
  |    +-- ModelNotFound           404 model_not_found
@@ -78,6 +79,10 @@ class AuthenticationFailed(GatewayError):
     status = 401
     type = "invalid_request_error"
     code = "invalid_api_key"
+
+
+class ExpiredApiKey(AuthenticationFailed):
+    code = "expired_api_key"
 
 
 class PermissionDenied(GatewayError):

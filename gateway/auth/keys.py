@@ -6,13 +6,17 @@ logs, metrics or audit records.
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import hmac
+import math
 import secrets
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from gateway.errors import AuthenticationFailed, PermissionDenied
+from gateway.errors import AuthenticationFailed, ExpiredApiKey, PermissionDenied
 from gateway.policy.load import PolicyLoadError, Problem, load_file, locate
 from gateway.policy.schema import ApiKeyEntry, KeysFile, Role
 
@@ -93,14 +97,29 @@ def key_id_of(key: str) -> str | None:
 
 
 class KeyStore:
-    def __init__(self, entries: list[ApiKeyEntry], path: Path | None = None) -> None:
+    """The keys in force. A key's `expires` is checked against the clock at each request (one
+    comparison with a number kept beside the entry), so a key expires on time without a reload."""
+
+    def __init__(
+        self,
+        entries: list[ApiKeyEntry],
+        path: Path | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.path = path
-        self._by_id = {e.id: e for e in entries if not e.disabled}
+        self._clock = clock
+        self._by_id = {
+            e.id: (e, e.expires.timestamp() if e.expires else math.inf)
+            for e in entries
+            if not e.disabled
+        }
 
     @classmethod
-    def from_file(cls, path: Path, root: Path | None = None) -> KeyStore:
+    def from_file(
+        cls, path: Path, root: Path | None = None, clock: Callable[[], float] = time.time
+    ) -> KeyStore:
         """The keys of `path`, named relative to `root` (the policy directory) in problems."""
-        return cls(read_keys_file(path, root), path)
+        return cls(read_keys_file(path, root), path, clock)
 
     def swap(self, reloaded: KeyStore) -> None:
         """Take the keys of `reloaded` all at once: a key removed or disabled is refused from the
@@ -125,8 +144,21 @@ class KeyStore:
         if scheme.lower() != "bearer" or not key:
             raise AuthenticationFailed("The Authorization header must be 'Bearer <API key>'")
         key_id = key_id_of(key)
-        entry = self._by_id.get(key_id) if key_id else None
-        expected = entry.sha256 if entry else "0" * 64
-        if not hmac.compare_digest(hash_key(key), expected) or entry is None:
+        found = self._by_id.get(key_id) if key_id else None
+        expected = found[0].sha256 if found else "0" * 64
+        if not hmac.compare_digest(hash_key(key), expected) or found is None:
             raise AuthenticationFailed("Incorrect API key provided")
+        entry, expires = found
+        if self._clock() >= expires:
+            raise ExpiredApiKey(
+                f"This API key expired at {format_time(entry.expires)}: use the key that"
+                " replaced it, or ask your administrator for a new one"
+            )
         return Principal(entry.tenant or "", entry.id, entry.role)
+
+
+def format_time(at: dt.datetime | None) -> str:
+    """A keys file time as the CLI writes it and as an error names it: UTC, to the second."""
+    if at is None:
+        return ""
+    return at.astimezone(dt.UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import shutil
 from pathlib import Path
 
@@ -9,7 +10,7 @@ import pytest
 import yaml
 
 from gateway.auth.keys import KeyStore, hash_key
-from gateway.cli import keys_file_entry
+from gateway.cli_keys import keys_file_entry
 from gateway.policy.schema import Role
 from tests.harness import EXAMPLE_POLICIES, sovereign_gateway
 
@@ -49,3 +50,22 @@ def test_an_admin_key_and_an_id_that_yaml_would_read_as_a_number(tmp_path: Path)
     )
     principal = KeyStore.from_file(keys_file).authenticate(f"Bearer {key}", Role.ADMIN)
     assert (principal.key_id, principal.role) == ("123456789012", Role.ADMIN)
+
+
+def test_the_entry_says_when_the_key_was_made_and_when_it_expires(tmp_path: Path) -> None:
+    done = sovereign_gateway(
+        "keys", "new", "--role", "admin", "--expires", "2027-01-01", timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    keys_file = tmp_path / "keys.yaml"
+    keys_file.write_text("keys:\n")
+    paste(keys_file, done.stdout)
+    entry = KeyStore.from_file(keys_file)  # validates
+    data = yaml.safe_load(keys_file.read_text())["keys"][0]
+    assert data["expires"] == dt.datetime(2027, 1, 1, tzinfo=dt.UTC)
+    now = dt.datetime.now(dt.UTC)
+    assert now - dt.timedelta(minutes=1) <= data["created"] <= now
+    key = done.stdout.split("store it now): ", 1)[1].split("\n", 1)[0]
+    assert entry.authenticate(f"Bearer {key}", Role.ADMIN).role is Role.ADMIN
+    wrong = sovereign_gateway("keys", "new", "--role", "admin", "--expires", "soon", timeout=60)
+    assert wrong.returncode == 2 and "not a duration, a date or a time" in wrong.stderr
