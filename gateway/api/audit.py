@@ -9,7 +9,7 @@ from starlette.responses import Response
 
 from gateway.api.json import json_response
 from gateway.audit.export import ExportError, export_log, export_tenant
-from gateway.audit.query import RecordFilter
+from gateway.audit.query import RecordFilter, requests_of
 from gateway.audit.report import build_report
 from gateway.audit.signing import public_key_pem
 from gateway.audit.store import AuditStore, Query
@@ -46,7 +46,8 @@ async def records(request: Request) -> Response:
         Query(tenant=q.get("tenant"), since=q.get("since"), until=q.get("until"))
     )
     wanted = RecordFilter.from_mapping(q)
-    out = [r for r in (orjson.loads(s.body) for s in found) if wanted.matches(r)][:limit]
+    merged = requests_of(orjson.loads(s.body) for s in found)
+    out = [r for r in merged if wanted.matches(r)][:limit]
     return json_response({"object": "list", "data": out})
 
 
