@@ -48,6 +48,7 @@ class PostgresStore:
         self._writer: Any = None
         self._writer_pid = 0
         self._dropped: list[int] = []  # server processes of writer connections given up
+        self._lock = asyncio.Lock()
 
     async def _pool_or_fail(self) -> Any:
         if self._pool is None:
@@ -71,7 +72,12 @@ class PostgresStore:
         await self._pool_or_fail()
 
     async def _write(self, method: str, sql: str, *args: Any) -> Any:
-        """Run one statement on the writer's connection; a failure or a cancellation drops it."""
+        """Run one statement on the writer's connection, one at a time (batches and checkpoints
+        come from two tasks); a failure or a cancellation drops the connection."""
+        async with self._lock:
+            return await self._write_now(method, sql, *args)
+
+    async def _write_now(self, method: str, sql: str, *args: Any) -> Any:
         try:
             if self._writer is None or self._writer.is_closed():
                 self._writer = await asyncpg.connect(

@@ -1,7 +1,8 @@
 """A fault-injecting TCP proxy for tests: it sits between the gateway and a backend and can delay,
 blackhole (accept and never answer), refuse, or reset a connection after some bytes of the answer,
 or stall: hold every byte, on connections old and new, until the mode changes, then deliver it (a
-server or network that stops answering and comes back).
+server or network that stops answering and comes back). Refusing also cuts open connections at
+their next byte.
 
 Run it inside a test with `FaultProxy(target_port).running()`; change `mode` at any time; read
 `open_connections` to check that nothing is left open.
@@ -66,9 +67,11 @@ class FaultProxy:
             ready.set()
             loop.close()
 
-    async def _while_stalled(self) -> None:
+    async def _while_stalled(self) -> bool:
+        """Hold the bytes while stalled; False once refusing (open connections are cut too)."""
         while self.mode.kind == "stall":
             await asyncio.sleep(0.01)
+        return self.mode.kind != "refuse"
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.accepted += 1
@@ -112,13 +115,14 @@ async def _pipe(
     writer: asyncio.StreamWriter,
     reset_after: int | None,
     latency_s: float = 0.0,
-    hold: Callable[[], Awaitable[None]] | None = None,
+    hold: Callable[[], Awaitable[bool]] | None = None,
 ) -> None:
     sent = 0
     try:
         while data := await reader.read(65536):
-            if hold is not None:
-                await hold()
+            if hold is not None and not await hold():
+                _reset(writer)
+                return
             if latency_s:
                 await asyncio.sleep(latency_s)
             if reset_after is not None and sent + len(data) >= reset_after:
