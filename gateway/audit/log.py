@@ -44,8 +44,7 @@ class AuditLog:
         return self.writer is not None
 
     def require(self) -> None:
-        if self.writer is not None and not self.writer.available:
-            self.writer.refuse()
+        if self.writer is not None and not self.writer.available:  # counted with its record
             raise AuditUnavailable(
                 "The audit log cannot take records, so no request is forwarded; try again later",
                 headers={"retry-after": "5"},
