@@ -160,7 +160,8 @@ class AuditWriter:
         tasks = [*self._tasks, *([self._recovery] if self._recovery else [])]
         await cancel_and_wait(tasks)
         self._tasks, self._recovery = [], None
-        pending, self._pending = self._pending, []
+        pending = [(r, f) for r, f in self._pending if f is None or not f.done()]
+        self._pending = []
         if self.accepting and (pending or self._owed):
             await self._commit(self._with_owed(pending))
         else:
