@@ -8,7 +8,7 @@ WRK := .tools/wrk
 LITELLM := .venv-litellm
 PIP_QUIET ?= --quiet
 
-.PHONY: serve demo test test-fast lint lock bench clean install llama tools
+.PHONY: serve demo test test-fast lint lock bench clean install llama tools reliability
 
 serve: $(VENV)/.installed ## start the gateway on 127.0.0.1:8080 with the example policies and simulated backends
 	$(BIN)/sovereign-gateway serve --with-simulators
@@ -20,7 +20,10 @@ test: $(VENV)/.installed $(LLAMA)/.installed $(PROMTOOL) $(WRK) $(LITELLM)/.inst
 	$(BIN)/python -m pytest
 
 test-fast: $(VENV)/.installed $(PROMTOOL) $(WRK) $(LITELLM)/.installed ## the suite without the real-model tier
-	$(BIN)/python -m pytest -m "not llama"
+	$(BIN)/python -m pytest -m "not llama and not reliability"
+
+reliability: $(VENV)/.installed ## faults under load: stores, backends, kill -9, SIGTERM (docs/reliability.md)
+	$(BIN)/python -m pytest -m reliability -s -p no:cacheprovider tests/reliability
 
 lint: $(VENV)/.installed
 	$(BIN)/ruff check gateway tests bench

@@ -84,7 +84,7 @@ async def _aiohttp(
                     pass
             else:
                 await response.read()
-            return response.status == 200
+            return bool(response.status == 200)
 
     return call, session.close
 
@@ -102,11 +102,11 @@ async def _pyreqwest(
         if not stream:
             response = await request.build().send()
             await response.bytes()
-            return response.status == 200
+            return bool(response.status == 200)
         async with request.build_streamed() as streamed:
             while await streamed.body_reader.read_chunk() is not None:
                 pass
-            return streamed.status == 200
+            return bool(streamed.status == 200)
 
     return call, client.close
 

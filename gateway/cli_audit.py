@@ -274,12 +274,12 @@ def _row(record: dict[str, Any]) -> list[str]:
 
 
 def _query(args: argparse.Namespace) -> int:
-    from gateway.audit.query import RecordFilter
+    from gateway.audit.query import RecordFilter, requests_of
     from gateway.audit.store import Query
 
     async def work(store: Any) -> int:
         query = Query(tenant=args.tenant, since=args.since, until=args.until)
-        found = [orjson.loads(r.body) for r in await store.read(query)]
+        found = requests_of(orjson.loads(r.body) for r in await store.read(query))
         wanted = RecordFilter.from_mapping(vars(args))
         found = [r for r in found if wanted.matches(r)][: args.limit]
         if args.format == "json":

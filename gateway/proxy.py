@@ -17,6 +17,7 @@ import orjson
 from gateway.audit.log import AuditLog
 from gateway.auth.keys import Principal
 from gateway.errors import (
+    AuditUnavailable,
     GatewayError,
     InvalidJSON,
     InvalidRequest,
@@ -112,6 +113,7 @@ class Exchange:
     response_body: bytes | bytearray = b""
     first_byte_s: float | None = None
     error: GatewayError | None = None
+    admitted_seq: int | None = None  # a stream's admission record, once committed
 
 
 class Proxy:
@@ -200,6 +202,8 @@ class Proxy:
                 else:
                     response = await self._send(exchange, dep, upstream, body)
             except GatewayError as exc:
+                if isinstance(exc, AuditUnavailable):
+                    raise  # the audit store failed, not the deployment: nothing to retry
                 outcome = _outcome(exc)
                 exchange.attempts.append(Attempt(dep.id, outcome, time.perf_counter() - began))
                 if _counts_against_health(outcome):
@@ -321,6 +325,12 @@ class Proxy:
         exchange.deployment = dep
         exchange.status = 200
         exchange.first_byte_s = time.perf_counter() - exchange.started
+        try:  # no byte reaches the client before the record of its admission is durable
+            await self._audit.admit(exchange)
+        except BaseException:
+            self._load.finish(dep.id)
+            await stream.aclose()
+            raise
         relay = self._relay(exchange, dep, stream, chunks, first, strip_usage)
         headers = self._headers(exchange, dep)
         headers.extend(SSE_HEADERS)

@@ -84,6 +84,12 @@ class Settings(BaseSettings):
     audit_batch_max: int = Field(default=512, ge=1)
     audit_checkpoint_every: int = Field(default=1000, ge=1)
     audit_checkpoint_interval_s: float = Field(default=10.0, gt=0)
+    audit_timeout_s: float = Field(
+        default=2.0,
+        gt=0,
+        description="longest a request waits for its audit record (and a batch for its commit)"
+        " before it is answered 503 audit_unavailable",
+    )
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["json", "text"] = "json"
     access_log: bool = True

@@ -14,7 +14,7 @@ from starlette.responses import Response
 from gateway.api.json import json_response
 from gateway.api.params import choice, integer, moment, read_params, text
 from gateway.audit.export import ExportError, export_log, export_tenant, latest_checkpoint
-from gateway.audit.query import DECISIONS, FIELDS, RecordFilter
+from gateway.audit.query import DECISIONS, FIELDS, RecordFilter, requests_of
 from gateway.audit.record import rfc3339
 from gateway.audit.report import build_report
 from gateway.audit.signing import Checkpoint, public_key_pem
@@ -67,7 +67,8 @@ async def records(request: Request) -> Response:
     )
     wanted = RecordFilter.from_mapping(q)
     limit = q.get("limit", 1000)
-    out = [r for r in (orjson.loads(s.body) for s in found) if wanted.matches(r)][:limit]
+    merged = requests_of(orjson.loads(s.body) for s in found)
+    out = [r for r in merged if wanted.matches(r)][:limit]
     return json_response({"object": "list", "data": out})
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -56,3 +56,25 @@ def stored_time(text: str) -> str:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=dt.UTC)
     return moment.astimezone(dt.UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+# what a later record of a request says about it; the rest comes from its first record
+LATER = frozenset({"kind", "status", "duration_us", "first_byte_us", "usage", "error", "content"})
+
+
+def requests_of(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One entry per request, in log order: a stream's `admitted` and `completed` records and
+    any `correction` are merged (the later record's outcome wins), and `outage` records, which
+    describe no request, are left out. `seqs` lists the records merged."""
+    merged: dict[str, dict[str, Any]] = {}
+    for record in records:
+        request_id = record.get("request_id")
+        if request_id is None:
+            continue
+        seen = merged.get(request_id)
+        if seen is None:
+            merged[request_id] = {**record, "seqs": [record.get("seq")]}
+            continue
+        seen.update((k, v) for k, v in record.items() if k in LATER)
+        seen["seqs"].append(record.get("seq"))
+    return list(merged.values())

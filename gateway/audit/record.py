@@ -1,5 +1,12 @@
 """The audit record of one request, refused ones included, built from the proxy's `Exchange`.
 
+A request answered at once has one record (`kind: request`). A stream has two, under the same
+`request_id`: `admitted`, committed before its first byte (who, the decision, the deployment with
+its facts, the policy revision; no status yet), and `completed` (status, usage, durations),
+pointing back at it with `admitted_seq`. The writer adds `correction` records (the client of a
+record whose commit was not confirmed in time was answered 503) and `outage` records. Queries and
+reports merge the records of a request (`gateway/audit/query.py`), so nothing is counted twice.
+
 Never the API key (only its id), never content unless the tenant's audit mode says so:
 `none` (default), `hash` (HMAC-SHA-256 under a per-tenant key kept in the store, so destroying
 the key later makes the hashes unlinkable), or `full`. Integers and strings only, so the canonical
@@ -61,13 +68,21 @@ class RecordBuilder:
         finished: float,
         content_key: bytes | None,
         mode: AuditContent,
+        admission: bool = False,
     ) -> dict[str, Any]:
         route = exchange.route
         error = exchange.error
         usage = exchange.usage
         first_byte = exchange.first_byte_s
+        if admission:
+            kind = "admitted"
+        elif exchange.admitted_seq is not None:
+            kind = "completed"
+        else:
+            kind = "request"
         record: dict[str, Any] = {
             "v": FORMAT_VERSION,
+            "kind": kind,
             "time": self.time(exchange.started_wall),
             "request_id": exchange.request_id,
             "decision_id": exchange.decision_id,
@@ -107,6 +122,11 @@ class RecordBuilder:
             ),
             "error": {"type": error.type, "code": error.code} if error else None,
         }
+        if admission:
+            record["status"] = record["duration_us"] = record["usage"] = None
+            return record
+        if exchange.admitted_seq is not None:
+            record["admitted_seq"] = exchange.admitted_seq
         if mode is not AuditContent.NONE:
             record["content"] = _content(exchange, mode, content_key)
         return record

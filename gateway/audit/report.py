@@ -6,12 +6,12 @@ from __future__ import annotations
 import html
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any
 
 import orjson
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from gateway.audit.export import export_log
+from gateway.audit.query import requests_of
 from gateway.audit.store import AuditStore, Query
 from gateway.audit.verify import verify_export
 
@@ -37,8 +37,8 @@ async def build_report(
     public_key: Ed25519PublicKey | None = None,
 ) -> AuditReport:
     report = AuditReport(since, until)
-    for stored in await store.read(Query(since=since, until=until)):
-        record: dict[str, Any] = orjson.loads(stored.body)
+    stored = await store.read(Query(since=since, until=until))
+    for record in requests_of(orjson.loads(s.body) for s in stored):
         report.total += 1
         report.decisions[str(record.get("decision"))] += 1
         dep = record.get("deployment")

@@ -61,5 +61,6 @@ def build_audit(
         checkpoint_every=settings.audit_checkpoint_every,
         checkpoint_interval_s=settings.audit_checkpoint_interval_s,
         on_batch=on_batch,
+        commit_timeout_s=settings.audit_timeout_s,
     )
-    return AuditLog(writer)
+    return AuditLog(writer, timeout_s=settings.audit_timeout_s)

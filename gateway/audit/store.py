@@ -94,11 +94,30 @@ class StoreUnavailable(Exception):
     """The store could not take or give records."""
 
 
+def settled(records: list[StoredRecord], found: list[tuple[int, bytes]]) -> bool:
+    """Whether the (seq, leaf) pairs read back show the batch `records` whole, or not at all."""
+    if not found:
+        return False
+    if [(r.seq, r.leaf) for r in records] == [(seq, bytes(leaf)) for seq, leaf in found]:
+        return True
+    raise StoreUnavailable(
+        f"log {records[0].log_id}: records {records[0].seq}..{records[-1].seq} in the store"
+        " are not the batch this writer sent; is another writer using the same log id?"
+    )
+
+
 class AuditStore(Protocol):
     async def open(self) -> None: ...
 
     async def append_batch(self, records: list[StoredRecord]) -> None:
         """All or nothing, durable when it returns."""
+        ...
+
+    async def settle(self, records: list[StoredRecord]) -> bool:
+        """Make the outcome of a batch whose commit was not confirmed definite: True if it is in
+        the store, False if it is not and never will be. Raises `StoreUnavailable` if it cannot
+        tell yet. A batch found partly, or with other leaves, means another writer used this log:
+        that is an error, never papered over."""
         ...
 
     async def checkpoint(self, checkpoint: Checkpoint) -> None: ...

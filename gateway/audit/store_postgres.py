@@ -3,10 +3,16 @@
 A batch is one `INSERT ... SELECT FROM unnest(...)`: one statement, so one transaction and one round
 trip, on a connection kept for the writer (a pooled connection costs a reset query on every
 release, and BEGIN, COPY and COMMIT would cost four round trips more). Reads use a small pool.
+
+The writer's connection carries its own application name. When an operation on it fails or is
+given up (a stalled server, a cut connection), the connection is dropped, but its server process
+may still hold the batch, and a stalled network may still deliver it: `settle` first ends that
+process (`pg_terminate_backend`, waiting for it to go), and only then reads back what landed.
 """
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from typing import Any
 
@@ -21,6 +27,7 @@ from gateway.audit.store import (
     StoreUnavailable,
     schema_sql,
     select_records,
+    settled,
 )
 
 SCHEMA = schema_sql(integer="BIGINT", blob="BYTEA")
@@ -30,6 +37,8 @@ INSERT INTO audit_records (log_id, seq, time, tenant, leaf, body)
 SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::bytea[], $6::bytea[])
 """
 ERRORS = (asyncpg.PostgresError, OSError, asyncpg.InterfaceError, TimeoutError)
+WRITER_NAME = "sovereign-gateway-audit-writer"
+CONNECT_TIMEOUT_S = 5.0
 
 
 class PostgresStore:
@@ -37,12 +46,15 @@ class PostgresStore:
         self.dsn = dsn
         self._pool: Any = None
         self._writer: Any = None
+        self._writer_pid = 0
+        self._dropped: list[int] = []  # server processes of writer connections given up
+        self._lock = asyncio.Lock()
 
     async def _pool_or_fail(self) -> Any:
         if self._pool is None:
             try:
                 self._pool = await asyncpg.create_pool(
-                    self.dsn, min_size=1, max_size=4, command_timeout=10
+                    self.dsn, min_size=1, max_size=4, command_timeout=10, timeout=CONNECT_TIMEOUT_S
                 )
             except ERRORS as exc:
                 raise StoreUnavailable(f"PostgreSQL audit store: {exc}") from exc
@@ -56,23 +68,74 @@ class PostgresStore:
             raise StoreUnavailable(f"PostgreSQL audit store: {exc}") from exc
 
     async def open(self) -> None:
-        await self._call("execute", SCHEMA)
+        await self._write("execute", SCHEMA)  # both connections are ready before the first request
+        await self._pool_or_fail()
+
+    async def _write(self, method: str, sql: str, *args: Any) -> Any:
+        """Run one statement on the writer's connection, one at a time (batches and checkpoints
+        come from two tasks); a failure or a cancellation drops the connection."""
+        async with self._lock:
+            return await self._write_now(method, sql, *args)
+
+    async def _write_now(self, method: str, sql: str, *args: Any) -> Any:
+        try:
+            if self._writer is None or self._writer.is_closed():
+                self._writer = await asyncpg.connect(
+                    self.dsn,
+                    timeout=CONNECT_TIMEOUT_S,
+                    command_timeout=None,  # the writer bounds each call itself
+                    server_settings={"application_name": WRITER_NAME},
+                )
+                self._writer_pid = self._writer.get_server_pid()
+            return await getattr(self._writer, method)(sql, *args)
+        except BaseException as exc:
+            writer, self._writer = self._writer, None
+            if writer is not None:
+                self._dropped.append(self._writer_pid)
+                writer.terminate()
+            if isinstance(exc, ERRORS):
+                raise StoreUnavailable(f"PostgreSQL audit store: {exc}") from exc
+            raise
 
     async def append_batch(self, records: list[StoredRecord]) -> None:
         rows = [(r.log_id, r.seq, r.time, r.tenant, r.leaf, r.body) for r in records]
         columns = [list(column) for column in zip(*rows, strict=True)]
-        try:
-            if self._writer is None or self._writer.is_closed():
-                self._writer = await asyncpg.connect(self.dsn, command_timeout=10)
-            await self._writer.execute(INSERT_BATCH, *columns)
-        except ERRORS as exc:
-            writer, self._writer = self._writer, None
-            if writer is not None:
-                writer.terminate()
-            raise StoreUnavailable(f"PostgreSQL audit store: {exc}") from exc
+        await self._write("execute", INSERT_BATCH, *columns)
+
+    async def settle(self, records: list[StoredRecord]) -> bool:
+        if self._dropped:
+            await self._write(
+                "fetchval",
+                "SELECT count(*) FROM (SELECT pg_terminate_backend(pid, 5000) FROM"
+                " pg_stat_activity WHERE pid = ANY($1::int[]) AND application_name = $2) t",
+                self._dropped,
+                WRITER_NAME,
+            )
+            alive = await self._write(
+                "fetchval",
+                "SELECT count(*) FROM pg_stat_activity"
+                " WHERE pid = ANY($1::int[]) AND application_name = $2",
+                self._dropped,
+                WRITER_NAME,
+            )
+            if alive:
+                raise StoreUnavailable(
+                    "PostgreSQL audit store: a dropped writer connection is still alive"
+                )
+            self._dropped = []
+        first, last = records[0], records[-1]
+        found = await self._write(
+            "fetch",
+            "SELECT seq, leaf FROM audit_records WHERE log_id = $1 AND seq BETWEEN $2 AND $3"
+            " ORDER BY seq",
+            first.log_id,
+            first.seq,
+            last.seq,
+        )
+        return settled(records, [(r[0], bytes(r[1])) for r in found])
 
     async def checkpoint(self, checkpoint: Checkpoint) -> None:
-        await self._call(
+        await self._write(
             "execute",
             "INSERT INTO audit_checkpoints VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
             checkpoint.log_id,
@@ -146,7 +209,14 @@ class PostgresStore:
     async def aclose(self) -> None:
         if self._writer is not None:
             writer, self._writer = self._writer, None
-            await writer.close()
+            try:
+                await writer.close(timeout=CONNECT_TIMEOUT_S)
+            except ERRORS:
+                writer.terminate()
         if self._pool is not None:
             pool, self._pool = self._pool, None
-            await pool.close()
+            try:
+                async with asyncio.timeout(CONNECT_TIMEOUT_S):
+                    await pool.close()
+            except ERRORS:
+                pool.terminate()

@@ -10,6 +10,8 @@ record off the SQLite thread and gave 2-7% more throughput (`bench/README.md`).
 
 from __future__ import annotations
 
+import contextlib
+import os
 import secrets
 import sqlite3
 from collections.abc import Callable
@@ -26,6 +28,7 @@ from gateway.audit.store import (
     StoreUnavailable,
     schema_sql,
     select_records,
+    settled,
 )
 from gateway.files import make_private_dirs, restrict, touch_private
 from gateway.worker_thread import WorkerThread
@@ -38,6 +41,10 @@ COLUMNS = 6  # log_id, seq, time, tenant, leaf, body
 ROWS_PER_INSERT = 64
 
 
+# a batch is refused (the store is unavailable) while the volume has less free space than this:
+# SQLite then fails cleanly before the disk is full, and the log comes back only with room to grow
+MIN_FREE_BYTES = 8 * 2**20
+
 ROW = "(" + ",".join("?" * COLUMNS) + ")"
 
 
@@ -46,8 +53,9 @@ def insert_sql(rows: int) -> str:
 
 
 class SQLiteStore:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, min_free_bytes: int = MIN_FREE_BYTES) -> None:
         self.path = path
+        self._min_free = min_free_bytes
         self._thread = WorkerThread("audit-sqlite")
         self._db: sqlite3.Connection | None = None
 
@@ -81,17 +89,42 @@ class SQLiteStore:
         step = ROWS_PER_INSERT * COLUMNS
 
         def write(db: sqlite3.Connection) -> None:
+            self._check_room()
             db.execute("BEGIN IMMEDIATE")
             try:
                 for start in range(0, len(values), step):
                     chunk = values[start : start + step]
                     db.execute(insert_sql(len(chunk) // COLUMNS), chunk)
+                db.execute("COMMIT")
             except BaseException:
-                db.execute("ROLLBACK")
+                _rollback(db)  # a COMMIT that failed (disk full) may leave it open
                 raise
-            db.execute("COMMIT")
 
         await self._run(write)
+
+    def _check_room(self) -> None:
+        try:
+            stat = os.statvfs(self.path.parent)
+        except OSError as exc:
+            raise StoreUnavailable(f"SQLite audit store: {exc}") from exc
+        free = stat.f_bavail * stat.f_frsize
+        if free < self._min_free:
+            raise StoreUnavailable(
+                f"SQLite audit store: {free} bytes free on its volume, below the"
+                f" {self._min_free} it keeps in reserve"
+            )
+
+    async def settle(self, records: list[StoredRecord]) -> bool:
+        # calls run in order on one thread: a write that timed out has finished by now
+        first, last = records[0], records[-1]
+        found = await self._run(
+            lambda db: db.execute(
+                "SELECT seq, leaf FROM audit_records WHERE log_id = ? AND seq BETWEEN ? AND ?"
+                " ORDER BY seq",
+                (first.log_id, first.seq, last.seq),
+            ).fetchall()
+        )
+        return settled(records, found)
 
     async def checkpoint(self, checkpoint: Checkpoint) -> None:
         body = orjson.dumps(checkpoint.as_json())
@@ -155,10 +188,10 @@ class SQLiteStore:
                     " DO UPDATE SET frontier = excluded.frontier",
                     (log_id, body),
                 )
+                db.execute("COMMIT")
             except BaseException:
-                db.execute("ROLLBACK")
+                _rollback(db)
                 raise
-            db.execute("COMMIT")
             return int(deleted)
 
         return await self._run(prune)
@@ -184,3 +217,9 @@ class SQLiteStore:
 
         await self._thread.run(close)
         await self._thread.stop()
+
+
+def _rollback(db: sqlite3.Connection) -> None:
+    if db.in_transaction:
+        with contextlib.suppress(sqlite3.Error):
+            db.execute("ROLLBACK")

@@ -9,6 +9,8 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import sys
+import time
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -49,3 +51,45 @@ def configure_logging(level: str, fmt: str) -> None:
         logger = logging.getLogger(name)
         logger.handlers[:] = []
         logger.propagate = True
+
+
+class Collapsed:
+    """Logs an event the first time it happens, then at most once per `interval_s` with the number
+    of identical lines left out (`repeated`): an outage that fails every request writes a line
+    every few seconds, not one per request. Identical means the same event and error text."""
+
+    def __init__(
+        self,
+        logger: logging.Logger,
+        interval_s: float = 10.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._logger = logger
+        self._interval = interval_s
+        self._clock = clock
+        self._seen: dict[tuple[str, str], list[float]] = {}  # key -> [last logged at, left out]
+
+    def log(self, level: int, message: str, event: str, **fields: Any) -> None:
+        key = (event, str(fields.get("error", "")))
+        now = self._clock()
+        seen = self._seen.get(key)
+        if seen is not None and now - seen[0] < self._interval:
+            seen[1] += 1
+            return
+        extra = {"event": event, **fields}
+        if seen is not None and seen[1]:
+            extra["repeated"] = int(seen[1])
+        if len(self._seen) >= 64:  # bounded whatever the errors say
+            self._seen.clear()
+        self._seen[key] = [now, 0]
+        self._logger.log(level, message, extra=extra)
+
+    def flush(self) -> None:
+        """Write out the counts still held back (when the condition they describe has ended)."""
+        for (event, error), (_, left_out) in self._seen.items():
+            if left_out:
+                self._logger.info(
+                    "repeated error",
+                    extra={"event": event, "error": error or None, "repeated": int(left_out)},
+                )
+        self._seen.clear()

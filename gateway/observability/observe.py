@@ -9,7 +9,7 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
-from gateway.errors import AuditUnavailable, RateLimited
+from gateway.errors import AuditUnavailable, PolicyViolation, RateLimited
 from gateway.observability.metrics import Metrics
 from gateway.policy.schema import API_NAMES, Api
 
@@ -105,11 +105,14 @@ class RequestObserver:
 
 
 def _decision(exchange: Exchange) -> tuple[str, str]:
-    """(allowed | refused | error, the deciding rule) for the decisions metric."""
+    """(allowed | refused | error, the deciding rule) for the decisions metric; the same decision
+    as the audit record's (`gateway/audit/record.py`)."""
     route = exchange.route
     if route is None:
         return "error", (exchange.error.code or "") if exchange.error else ""
     if route.eligible:
+        if isinstance(exchange.error, PolicyViolation):  # the policy changed under the request
+            return "refused", exchange.error.code or "policy_violation"
         return "allowed", ""
     for candidate in route.candidates:
         failures = candidate.failures()

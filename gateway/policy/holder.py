@@ -73,8 +73,14 @@ class PolicyHolder:
     def current(self) -> CompiledPolicy:
         compiled = self._compiled
         today = self._today()
-        if not compiled.is_current(today):
-            compiled = self._compiled = CompiledPolicy(compiled.policy, today)
+        if compiled.is_current(today):
+            return compiled
+        # the day changed (attestations, exceptions may have expired): recompile under the reload
+        # lock, from the policy in force then, so that a reload in progress is never undone
+        with self._lock:
+            compiled = self._compiled
+            if not compiled.is_current(today):
+                compiled = self._compiled = CompiledPolicy(compiled.policy, today)
         return compiled
 
     def changed_on_disk(self) -> bool:

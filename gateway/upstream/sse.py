@@ -9,6 +9,31 @@ from dataclasses import dataclass
 
 import orjson
 
+from gateway.errors import UpstreamStatusError
+
+
+class InvalidUsage(UpstreamStatusError):
+    """The upstream answered, but its usage is not a count of tokens: the request cannot be
+    accounted for, so it is answered 502 with the reason. Not retried elsewhere: the work was
+    done, and doing it again would be paid twice."""
+
+    code = "invalid_upstream_usage"
+
+    def __init__(self, message: str) -> None:
+        envelope = {
+            "error": {
+                "message": message,
+                "type": UpstreamStatusError.type,
+                "param": None,
+                "code": self.code,
+            }
+        }
+        super().__init__(502, envelope)
+
+    @property
+    def retryable(self) -> bool:
+        return False
+
 
 @dataclass(slots=True)
 class Usage:
@@ -17,11 +42,25 @@ class Usage:
 
     @classmethod
     def from_json(cls, usage: object) -> Usage | None:
+        """Usage from the upstream's `usage` object; raises `InvalidUsage` for a count that is
+        not a whole number of tokens."""
         if not isinstance(usage, dict):
             return None
         prompt = usage.get("prompt_tokens") or usage.get("input_tokens") or 0
         completion = usage.get("completion_tokens") or usage.get("output_tokens") or 0
-        return cls(int(prompt), int(completion))
+        return cls(_count(prompt, "prompt"), _count(completion, "completion"))
+
+
+def _count(value: object, what: str) -> int:
+    if type(value) is int and value >= 0:
+        return value
+    if isinstance(value, str) and value.isascii() and value.isdigit():
+        return int(value)
+    shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:40] + "..."
+    raise InvalidUsage(
+        f"The upstream answered, but its usage gives {shown} as the number of {what} tokens;"
+        " the request cannot be accounted for"
+    )
 
 
 class SSEUsageFilter:

@@ -326,27 +326,34 @@ def test_the_auditor_api_serves_records_proofs_and_the_key(
 
 
 def test_a_client_that_leaves_while_its_stream_is_being_recorded_gets_one_record(
-    gateway: Gateway,
+    gateway: Gateway, sims: dict[str, Sim]
 ) -> None:
     """Once the upstream stream has ended, a client leaving changes nothing: the one record says
     what the gateway relayed (the final `[DONE]` waits for the commit, which another session's
-    write lock holds back here)."""
+    write lock, taken once the stream's admission is recorded, holds back here)."""
     store = store_of(gateway)
     lock = sqlite3.connect(store.removeprefix("sqlite:"), isolation_level=None)
-    lock.execute("BEGIN IMMEDIATE")
-    try:
-        with stream_chat(gateway) as response:
-            request_id = response.headers["x-request-id"]
-            for line in response.iter_lines():  # everything up to the last event before [DONE]
+    for name in ("vllm-paris", "vllm-frankfurt"):
+        sims[name].configure(token_interval_s=0.05)
+    with stream_chat(gateway) as response:
+        request_id = response.headers["x-request-id"]
+        lines = response.iter_lines()
+        next(lines)  # the first event: the admission record is in
+        lock.execute("BEGIN IMMEDIATE")
+        try:
+            for line in lines:  # everything up to the last event before [DONE]
                 if '"finish_reason":"' in line.replace(" ", ""):
                     break
-        time.sleep(0.5)  # the client is gone while the record waits for the lock
-    finally:
-        lock.execute("ROLLBACK")
-        lock.close()
+            time.sleep(0.3)  # the upstream ends; its record waits for the lock
+            response.close()
+            time.sleep(0.5)  # the client is gone while the record waits for the lock
+        finally:
+            lock.execute("ROLLBACK")
+            lock.close()
     found = settled_records(store, request_id)
     assert len(found) == 1, found
     record = found[0]
+    assert record["kind"] == "completed" and len(record["seqs"]) == 2
     assert record["status"] == 200 and record["usage"]["completion_tokens"] > 0
 
 
@@ -370,3 +377,62 @@ def settled_records(store: str, request_id: str) -> list[dict[str, Any]]:
         time.sleep(0.2)
     time.sleep(1)
     return [r for r in records(store) if r["request_id"] == request_id]
+
+
+# ---- no token without a record ------------------------------------------------------------------
+
+
+def wait_until_recording(gw: Gateway) -> None:
+    deadline = time.monotonic() + 15
+    while chat(gw, "acme-dev", "mistral-small").status_code != 200:
+        assert time.monotonic() < deadline, "the gateway did not come back with its store"
+        time.sleep(0.2)
+
+
+def test_no_token_reaches_the_client_before_its_admission_is_recorded(gateway: Gateway) -> None:
+    """With the store unable to commit (another session holds its write lock), a stream is
+    refused with 503 before any token; nothing of the model's answer was delivered."""
+    store = store_of(gateway)
+    lock = sqlite3.connect(store.removeprefix("sqlite:"), isolation_level=None)
+    lock.execute("BEGIN IMMEDIATE")
+    try:
+        began = time.monotonic()
+        with stream_chat(gateway) as response:
+            body = response.read()
+        took = time.monotonic() - began
+    finally:
+        lock.execute("ROLLBACK")
+        lock.close()
+    assert response.status_code == 503, body[:300]
+    assert b"data:" not in body and orjson.loads(body)["error"]["code"] == "audit_unavailable"
+    assert took < 5
+    wait_until_recording(gateway)
+
+
+def test_a_stream_whose_final_record_fails_keeps_its_admission_and_ends_with_an_error(
+    gateway: Gateway, sims: dict[str, Sim]
+) -> None:
+    store = store_of(gateway)
+    for name in ("vllm-paris", "vllm-frankfurt"):
+        sims[name].configure(token_interval_s=0.1, output_tokens=20)
+    lock = sqlite3.connect(store.removeprefix("sqlite:"), isolation_level=None)
+    events: list[str] = []
+    try:
+        with stream_chat(gateway) as response:
+            request_id = response.headers["x-request-id"]
+            lines = response.iter_lines()
+            events.append(next(lines))  # admitted: now the store stops taking records
+            lock.execute("BEGIN IMMEDIATE")
+            events.extend(line for line in lines if line)
+    finally:
+        if lock.in_transaction:
+            lock.execute("ROLLBACK")
+        lock.close()
+    assert "audit_unavailable" in events[-1] and events[-1].startswith("data: {")
+    assert "data: [DONE]" not in events
+    wait_until_recording(gateway)
+    found = [r for r in records(store) if r["request_id"] == request_id]
+    assert len(found) == 1
+    [record] = found
+    assert record["seqs"][0] is not None and record["deployment"] is not None
+    assert record["status"] != 200 or record["kind"] == "admitted", record

@@ -1,5 +1,8 @@
 """A fault-injecting TCP proxy for tests: it sits between the gateway and a backend and can delay,
-blackhole (accept and never answer), refuse, or reset a connection after some bytes of the answer.
+blackhole (accept and never answer), refuse, or reset a connection after some bytes of the answer,
+or stall: hold every byte, on connections old and new, until the mode changes, then deliver it (a
+server or network that stops answering and comes back). Refusing also cuts open connections at
+their next byte.
 
 Run it inside a test with `FaultProxy(target_port).running()`; change `mode` at any time; read
 `open_connections` to check that nothing is left open.
@@ -12,13 +15,13 @@ import contextlib
 import socket
 import struct
 import threading
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 
 
 @dataclass
 class Mode:
-    kind: str = "pass"  # pass | delay | latency | blackhole | refuse | reset
+    kind: str = "pass"  # pass | delay | latency | blackhole | refuse | reset | stall
     delay_s: float = 0.0  # delay: before connecting; latency: before each chunk, both ways
     reset_after_bytes: int = 0
 
@@ -64,6 +67,12 @@ class FaultProxy:
             ready.set()
             loop.close()
 
+    async def _while_stalled(self) -> bool:
+        """Hold the bytes while stalled; False once refusing (open connections are cut too)."""
+        while self.mode.kind == "stall":
+            await asyncio.sleep(0.01)
+        return self.mode.kind != "refuse"
+
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.accepted += 1
         self.open_connections += 1
@@ -77,16 +86,18 @@ class FaultProxy:
                 return
             if mode.kind == "delay":
                 await asyncio.sleep(mode.delay_s)
+            await self._while_stalled()
             up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
             latency = mode.delay_s if mode.kind == "latency" else 0.0
             try:
                 await asyncio.gather(
-                    _pipe(reader, up_writer, None, latency),
+                    _pipe(reader, up_writer, None, latency, self._while_stalled),
                     _pipe(
                         up_reader,
                         writer,
                         mode.reset_after_bytes if mode.kind == "reset" else None,
                         latency,
+                        self._while_stalled,
                     ),
                 )
             finally:
@@ -104,10 +115,14 @@ async def _pipe(
     writer: asyncio.StreamWriter,
     reset_after: int | None,
     latency_s: float = 0.0,
+    hold: Callable[[], Awaitable[bool]] | None = None,
 ) -> None:
     sent = 0
     try:
         while data := await reader.read(65536):
+            if hold is not None and not await hold():
+                _reset(writer)
+                return
             if latency_s:
                 await asyncio.sleep(latency_s)
             if reset_after is not None and sent + len(data) >= reset_after:
