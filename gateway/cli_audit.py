@@ -78,8 +78,15 @@ def add_audit_commands(sub: Any) -> None:
 
     report = audit.add_parser("report", help="where requests ran, refusals, verification")
     store_args(report)
-    report.add_argument("--since")
-    report.add_argument("--until")
+    report.add_argument("--since", help="RFC 3339 date or time, inclusive")
+    report.add_argument("--until", help="RFC 3339 date or time, exclusive")
+    report.add_argument("--tenant", help="only this tenant's requests")
+    report.add_argument(
+        "--log-id",
+        action="append",
+        default=[],
+        help="a log to cover (repeat for more; default: every log in the store)",
+    )
     report.add_argument("--html", type=Path, help="also write a standalone HTML page")
     report.add_argument("--public-key", type=Path, help="verify each log with this key")
     report.set_defaults(func=_report)
@@ -285,8 +292,18 @@ def _report(args: argparse.Namespace) -> int:
 
     key = load_public_key(args.public_key.read_bytes()) if args.public_key else None
 
+    revision = _revision_in_force(args)
+
     async def work(store: Any) -> int:
-        report = await build_report(store, _time_arg(args.since), _time_arg(args.until), key)
+        report = await build_report(
+            store,
+            _time_arg(args.since),
+            _time_arg(args.until),
+            key,
+            tenant=args.tenant,
+            log_ids=args.log_id or None,
+            revision_in_force=revision,
+        )
         print(render_text(report))
         if args.html:
             args.html.write_text(render_html(report), encoding="utf-8")
@@ -294,3 +311,13 @@ def _report(args: argparse.Namespace) -> int:
         return 0
 
     return _with_store(args, work)
+
+
+def _revision_in_force(args: argparse.Namespace) -> str | None:
+    """The revision of the policy directory in the settings, if it loads."""
+    from gateway.policy.load import PolicyLoadError, load_policy_dir
+
+    try:
+        return load_policy_dir(_settings(args).policy_dir).revision
+    except (PolicyLoadError, OSError):
+        return None

@@ -78,6 +78,14 @@ class Settings(BaseSettings):
     audit_batch_max: int = Field(default=512, ge=1)
     audit_checkpoint_every: int = Field(default=1000, ge=1)
     audit_checkpoint_interval_s: float = Field(default=10.0, gt=0)
+    console_session_s: float = Field(
+        default=8 * 3600, gt=0, description="how long a console sign-in lasts, in seconds"
+    )
+    console_session_secret: SecretStr | None = Field(
+        default=None,
+        description="signs console session cookies; one per process when unset (sign-ins "
+        "then end with a restart)",
+    )
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["json", "text"] = "json"
     access_log: bool = True

@@ -86,19 +86,32 @@ async def report(request: Request) -> Response:
     writer = _writer(request)
     q = request.query_params
     found = await build_report(
-        writer.store, q.get("since"), q.get("until"), writer.signer.public_key
+        writer.store,
+        q.get("since"),
+        q.get("until"),
+        writer.signer.public_key,
+        tenant=q.get("tenant") or None,
+        log_ids=q.getlist("log_id") or None,
+        revision_in_force=components(request).policy.current.revision,
     )
+    s = found.summary
     return json_response(
         {
             "since": found.since,
             "until": found.until,
-            "total": found.total,
-            "decisions": dict(found.decisions),
-            "inference_countries": dict(found.countries),
-            "operator_jurisdictions": dict(found.jurisdictions),
-            "weights_origins": dict(found.weights),
-            "refusals_by_rule": dict(found.refusal_rules),
-            "refusals_by_tenant": dict(found.refusal_tenants),
+            "tenant": found.tenant,
+            "logs": found.logs,
+            "generated_at": found.generated_at,
+            "revision_in_force": found.revision_in_force,
+            "total": s.total,
+            "decisions": dict(s.decisions),
+            "inference_countries": dict(s.countries),
+            "operator_jurisdictions": dict(s.jurisdictions),
+            "weights_origins": dict(s.weights),
+            "refusals_by_rule": dict(s.refusal_rules),
+            "refusals_by_tenant": dict(s.refusal_tenants),
+            "errors": dict(s.errors),
+            "revisions": {r: seen.records for r, seen in s.revisions.items()},
             "verification": found.verification,
         }
     )

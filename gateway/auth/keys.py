@@ -76,6 +76,11 @@ class KeyStore:
             raise PermissionDenied(f"This endpoint needs a key with the {wanted} role")
         return principal
 
+    def principal(self, key_id: str) -> Principal | None:
+        """Who holds the key `key_id` now (None once it is removed or disabled)."""
+        entry = self._by_id.get(key_id)
+        return Principal(entry.tenant or "", entry.id, entry.role) if entry else None
+
     def _authenticate(self, authorization: str | None) -> Principal:
         if not authorization:
             raise AuthenticationFailed(

@@ -1,0 +1,52 @@
+"""The policy page: the revision in force, what each tenant may use (tenant x model ->
+deployments, or the rule that refuses), and what changed since the previous revision."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+
+from gateway.errors import GatewayError
+from gateway.policy.compile import CompiledPolicy
+from gateway.policy.diff import Change, diff
+
+MAX_TENANTS = 200
+
+
+@dataclass
+class Cell:
+    eligible: tuple[str, ...]
+    refusing: tuple[str, ...] = ()  # rule ids that refuse every candidate, commonest first
+    unknown: bool = False
+
+
+@dataclass
+class Matrix:
+    models: list[str]
+    rows: list[tuple[str, list[Cell]]]
+    hidden: int  # tenants left out (too many, or not matching the filter)
+
+
+def cell(compiled: CompiledPolicy, tenant: str, name: str) -> Cell:
+    try:
+        route = compiled.route(tenant, name, None)
+    except GatewayError:
+        return Cell((), unknown=True)
+    if route.eligible:
+        return Cell(tuple(d.id for d in route.eligible))
+    failing: Counter[str] = Counter()
+    for candidate in route.candidates:
+        failing.update(r.rule for r in candidate.failures())
+    return Cell((), tuple(rule for rule, _ in failing.most_common()))
+
+
+def matrix(compiled: CompiledPolicy, wanted: str | None) -> Matrix:
+    tenants = sorted(compiled.policy.tenants)
+    shown = [t for t in tenants if not wanted or wanted.lower() in t.lower()][:MAX_TENANTS]
+    names = sorted({n for t in shown for n in compiled.public_names(t)})
+    rows = [(t, [cell(compiled, t, n) for n in names]) for t in shown]
+    return Matrix(names, rows, len(tenants) - len(shown))
+
+
+def changes(previous: CompiledPolicy | None, current: CompiledPolicy) -> list[Change] | None:
+    return None if previous is None else diff(previous, current)
