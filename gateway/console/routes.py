@@ -110,7 +110,8 @@ async def sign_in(request: Request) -> Response:
     response.set_cookie(
         COOKIE,
         console.sessions.issue(principal, time.time()),
-        max_age=int(console.sessions.lifetime_s),
+        # a little longer than the session, so that the page can say it expired
+        max_age=int(console.sessions.lifetime_s) + 300,
         path=PREFIX,
         httponly=True,
         samesite="strict",
