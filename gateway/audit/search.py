@@ -46,10 +46,11 @@ async def find_page(
     wanted: RecordFilter,
     size: int = 50,
     budget_s: float = 0.12,
+    window: int = WINDOW,
 ) -> Page:
     page = Page()
     deadline = time.monotonic() + budget_s
-    query = replace(scope, needles=tuple(wanted.needles()), limit=size + 1, window=WINDOW)
+    query = replace(scope, needles=tuple(wanted.needles()), limit=size + 1, window=window)
     while True:
         page.scanned_windows += 1
         rows = await store.page(query)

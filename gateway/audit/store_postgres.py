@@ -57,7 +57,11 @@ class PostgresStore:
             raise StoreUnavailable(f"PostgreSQL audit store: {exc}") from exc
 
     async def open(self) -> None:
-        await self._call("execute", SCHEMA)
+        pool = await self._pool_or_fail()
+        try:  # an hour, not 10 s: the first start after an upgrade builds an index on every record
+            await pool.execute(SCHEMA, timeout=3600)
+        except ERRORS as exc:
+            raise StoreUnavailable(f"PostgreSQL audit store: {exc}") from exc
 
     async def append_batch(self, records: list[StoredRecord]) -> None:
         rows = [(r.log_id, r.seq, r.time, r.tenant, r.leaf, r.body) for r in records]

@@ -12,6 +12,7 @@ import time
 from typing import Any
 from urllib.parse import parse_qs, urlencode
 
+import orjson
 from fastapi import APIRouter, Request
 from starlette.responses import RedirectResponse, Response, StreamingResponse
 
@@ -257,8 +258,6 @@ async def record_page(request: Request, log_id: str, seq: int) -> Response:
     stored = await writer.store.record(log_id, seq) if writer else None
     if writer is None or stored is None:
         return _page(console, request, session, "missing.html", status=404, what="record")
-    import orjson
-
     body = orjson.loads(stored.body)
     return _page(
         console,
@@ -268,7 +267,12 @@ async def record_page(request: Request, log_id: str, seq: int) -> Response:
         stored=stored,
         record=body,
         explained=record.explanation(console.parts.policy, body),
-        proof=await record.check_proof(writer.store, stored, writer.signer.public_key),
+        proof=await record.check_proof(
+            writer.store,
+            stored,
+            writer.signer.public_key,
+            None if request.query_params.get("proof") == "now" else record.INLINE_PROOF_LEAVES,
+        ),
         key=integrity.key_facts(writer.signer.public_key),
     )
 
