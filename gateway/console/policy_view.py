@@ -20,13 +20,6 @@ class Cell:
     unknown: bool = False
 
 
-@dataclass
-class Matrix:
-    models: list[str]
-    rows: list[tuple[str, list[Cell]]]
-    hidden: int  # tenants left out (too many, or not matching the filter)
-
-
 def cell(compiled: CompiledPolicy, tenant: str, name: str) -> Cell:
     try:
         route = compiled.route(tenant, name, None)
@@ -40,12 +33,29 @@ def cell(compiled: CompiledPolicy, tenant: str, name: str) -> Cell:
     return Cell((), tuple(rule for rule, _ in failing.most_common()))
 
 
+@dataclass
+class TenantRoutes:
+    tenant: str
+    rows: list[tuple[str, Cell]]  # every name the tenant may ask for: its models, then aliases
+    not_allowed: list[str]  # catalog models outside the tenant's list
+
+
+@dataclass
+class Matrix:
+    tenants: list[TenantRoutes]
+    hidden: int  # tenants left out (too many, or not matching the filter)
+
+
 def matrix(compiled: CompiledPolicy, wanted: str | None) -> Matrix:
     tenants = sorted(compiled.policy.tenants)
     shown = [t for t in tenants if not wanted or wanted.lower() in t.lower()][:MAX_TENANTS]
-    names = sorted({n for t in shown for n in compiled.public_names(t)})
-    rows = [(t, [cell(compiled, t, n) for n in names]) for t in shown]
-    return Matrix(names, rows, len(tenants) - len(shown))
+    models = sorted(compiled.policy.catalog.models)
+    out = []
+    for tenant in shown:
+        names = compiled.public_names(tenant)
+        rows = [(name, cell(compiled, tenant, name)) for name in names]
+        out.append(TenantRoutes(tenant, rows, [m for m in models if m not in names]))
+    return Matrix(out, len(tenants) - len(shown))
 
 
 def changes(previous: CompiledPolicy | None, current: CompiledPolicy) -> list[Change] | None:
