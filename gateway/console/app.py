@@ -35,6 +35,8 @@ class Console:
         if isinstance(found, Session):
             return found
         target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        if request.method != "GET":  # a form sent after the session ended: start over
+            target = PREFIX
         location = f"{PREFIX}/sign-in?next={quote(target, safe='')}"
         if found is not None:
             location += f"&ended={found}"

@@ -1,4 +1,4 @@
-"""Who gets into the console, and for how long."""
+"""Who gets into the console and for how long; and what it says about a log edited behind its back."""
 
 from __future__ import annotations
 
@@ -122,16 +122,31 @@ def test_the_session_expires(page: Page, short_gateway: Gateway) -> None:
     expect(page).to_have_url(short_gateway.base + "/console/records")
 
 
-def test_verify_now_names_an_edited_record(page: Page, short_gateway: Gateway) -> None:
-    time.sleep(0.5)  # a checkpoint covers the records
-    store = short_gateway.log.with_suffix(".audit.sqlite3")
+@pytest.fixture(scope="module")
+def tampered_gateway(
+    gateway: Gateway, policies: PolicyDir, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Gateway]:
+    """A third gateway on the same backends, whose store a test edits behind its back."""
+    logs = tmp_path_factory.mktemp("tampered")
+    with run_gateway(policies.path, logs / "gateway.log", **SETTINGS) as gw:
+        for _ in range(3):
+            send(gw, "eu-bank", "mistral-small", None)
+        time.sleep(0.6)  # a checkpoint covers the records
+        yield gw
+
+
+def test_verify_now_names_an_edited_record(page: Page, tampered_gateway: Gateway) -> None:
+    store = tampered_gateway.log.with_suffix(".audit.sqlite3")
     with sqlite3.connect(store) as db:
         body = db.execute("SELECT body FROM audit_records WHERE seq = 1").fetchone()[0]
         edited = bytes(body).replace(b'"tenant":"eu-bank"', b'"tenant":"eu-bonk"')
         assert edited != bytes(body)
         db.execute("UPDATE audit_records SET body = ? WHERE seq = 1", (edited,))
-    sign_in(page, short_gateway.base, path="/console/integrity")
+    sign_in(page, tampered_gateway.base, path="/console/integrity")
     page.click("#verify-now")
     result = page.locator("#verification")
     expect(result).to_contain_text("NOT verified")
     expect(result).to_contain_text("edited")
+    page.goto(tampered_gateway.base + "/console/records")
+    page.locator("#records tbody tr", has_text="eu-bonk").locator("text=Details").click()
+    expect(page.locator("#proof-result")).to_contain_text("NOT verified")
