@@ -52,7 +52,7 @@ def console_of(request: Request) -> Console:
 
 
 def mount_console(app: FastAPI, parts: Components) -> None:
-    from gateway.console import routes
+    from gateway.console import routes, sign_in
 
     settings = parts.settings
     secret = (
@@ -63,6 +63,7 @@ def mount_console(app: FastAPI, parts: Components) -> None:
     app.state.console = Console(
         parts, Sessions(secret, settings.console_session_s, parts.keys), Pages()
     )
+    app.include_router(sign_in.router)
     app.include_router(routes.router)
     app.mount(f"{PREFIX}/static", StaticFiles(directory=HERE / "static"), name="console-static")
 

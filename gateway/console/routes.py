@@ -1,16 +1,15 @@
-"""The console's routes: sign-in and sign-out, then one read-only page per question.
+"""The console's pages, one read-only page per question (sign-in and sign-out: `sign_in.py`).
 
-Every page needs a session (`Console.session`); forms that change anything (sign-in, sign-out,
-verify now) are POST with a token. Nothing here writes to the audit log or the policy.
+Every page needs a session (`Console.session`); the one form here (verify now) is POST with a
+token. Nothing here writes to the audit log or the policy.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import secrets
 import time
 from typing import Any
-from urllib.parse import parse_qs, urlencode
+from urllib.parse import urlencode
 
 import orjson
 from fastapi import APIRouter, Request
@@ -21,22 +20,11 @@ from gateway.audit.search import find_page
 from gateway.console import integrity, overview, policy_view, record, records, residency
 from gateway.console.app import PREFIX, Console, console_of
 from gateway.console.render import HEADERS
-from gateway.console.session import COOKIE, ENDED, READERS, SIGN_IN_COOKIE, Session, check_csrf
-from gateway.errors import AuthenticationFailed, PermissionDenied
+from gateway.console.session import Session, check_csrf
+from gateway.console.sign_in import form_fields
 from gateway.policy.rule_names import ATTESTATIONS, RULES
 
 router = APIRouter(prefix=PREFIX, include_in_schema=False)
-
-
-async def _form(request: Request) -> dict[str, str]:
-    body = (await request.body())[:16_384].decode("utf-8", "replace")
-    return {k: v[0] for k, v in parse_qs(body, keep_blank_values=True).items()}
-
-
-def _safe_next(target: str | None) -> str:
-    if target and target.startswith(PREFIX) and not target.startswith("//") and "\\" not in target:
-        return target
-    return PREFIX
 
 
 def _page(console: Console, request: Request, session: Session, name: str, **ctx: Any) -> Response:
@@ -48,92 +36,6 @@ def _page(console: Console, request: Request, session: Session, name: str, **ctx
         audit_on=console.writer() is not None,
         **ctx,
     )
-
-
-@router.get("/sign-in")
-async def sign_in_form(request: Request) -> Response:
-    console = console_of(request)
-    found = console.sessions.read(request.cookies.get(COOKIE), time.time())
-    target = _safe_next(request.query_params.get("next"))
-    if isinstance(found, Session):
-        return RedirectResponse(target, 303)
-    ended = ENDED.get(request.query_params.get("ended", ""))
-    return _sign_in(console, request, target, ended)
-
-
-def _sign_in(
-    console: Console, request: Request, target: str, message: str | None, status: int = 200
-) -> Response:
-    nonce = request.cookies.get(SIGN_IN_COOKIE) or secrets.token_urlsafe(16)
-    response = console.pages.render(
-        "sign_in.html",
-        status,
-        target=target,
-        message=message,
-        failed=status >= 400,
-        token=console.sessions.sign_in_token(nonce),
-    )
-    response.set_cookie(
-        SIGN_IN_COOKIE,
-        nonce,
-        max_age=3600,
-        path=PREFIX,
-        httponly=True,
-        samesite="strict",
-        secure=request.url.scheme == "https",
-    )
-    return response
-
-
-@router.post("/sign-in")
-async def sign_in(request: Request) -> Response:
-    console = console_of(request)
-    form = await _form(request)
-    target = _safe_next(form.get("next"))
-    nonce = request.cookies.get(SIGN_IN_COOKIE)
-    if not console.sessions.check_sign_in_token(nonce, form.get("token")):
-        return _sign_in(console, request, target, "The form had expired. Please try again.", 400)
-    key = form.get("api_key", "").strip()
-    try:
-        principal = console.parts.keys.authenticate(f"Bearer {key}", *READERS)
-    except AuthenticationFailed:
-        return _sign_in(console, request, target, "This API key is not valid.", 401)
-    except PermissionDenied:
-        return _sign_in(
-            console,
-            request,
-            target,
-            "This key cannot open the console: it needs the auditor or admin role. "
-            "Tenant keys only call the API.",
-            403,
-        )
-    response = RedirectResponse(target, 303, headers={"cache-control": "no-store"})
-    response.set_cookie(
-        COOKIE,
-        console.sessions.issue(principal, time.time()),
-        # a little longer than the session, so that the page can say it expired
-        max_age=int(console.sessions.lifetime_s) + 300,
-        path=PREFIX,
-        httponly=True,
-        samesite="strict",
-        secure=request.url.scheme == "https",
-    )
-    response.delete_cookie(SIGN_IN_COOKIE, path=PREFIX)
-    return response
-
-
-@router.post("/sign-out")
-async def sign_out(request: Request) -> Response:
-    console = console_of(request)
-    session = console.session(request)
-    if not isinstance(session, Session):
-        return session
-    if not check_csrf(session, (await _form(request)).get("token")):
-        return Response("The form had expired; go back and try again.", 400, headers=HEADERS)
-    console.sessions.end(session, time.time())
-    response = RedirectResponse(f"{PREFIX}/sign-in?ended=signed_out", 303)
-    response.delete_cookie(COOKIE, path=PREFIX)
-    return response
 
 
 @router.get("")
@@ -310,7 +212,7 @@ async def verify_now(request: Request) -> Response:
     if not isinstance(session, Session):
         return session
     writer = console.writer()
-    if writer is None or not check_csrf(session, (await _form(request)).get("token")):
+    if writer is None or not check_csrf(session, (await form_fields(request)).get("token")):
         return RedirectResponse(f"{PREFIX}/integrity", 303)
     return await _integrity(
         request, await integrity.verify_logs(writer.store, writer.signer.public_key)
