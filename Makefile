@@ -6,6 +6,7 @@ LLAMA := .venv-llama
 PROMTOOL := .tools/promtool
 WRK := .tools/wrk
 LITELLM := .venv-litellm
+CHROMIUM := /usr/bin/chromium
 PIP_QUIET ?= --quiet
 
 .PHONY: serve demo test test-fast lint lock bench clean install llama tools reliability
@@ -16,10 +17,10 @@ serve: $(VENV)/.installed ## start the gateway on 127.0.0.1:8080 with the exampl
 demo: $(VENV)/.installed ## a scripted tour through the official OpenAI SDK
 	$(BIN)/sovereign-gateway demo
 
-test: $(VENV)/.installed $(LLAMA)/.installed $(PROMTOOL) $(WRK) $(LITELLM)/.installed ## the whole test suite, the real-model tier included
+test: $(VENV)/.installed $(LLAMA)/.installed $(PROMTOOL) $(WRK) $(LITELLM)/.installed $(CHROMIUM) ## the whole test suite, the real-model tier included
 	$(BIN)/python -m pytest
 
-test-fast: $(VENV)/.installed $(PROMTOOL) $(WRK) $(LITELLM)/.installed ## the suite without the real-model tier
+test-fast: $(VENV)/.installed $(PROMTOOL) $(WRK) $(LITELLM)/.installed $(CHROMIUM) ## the suite without the real-model tier
 	$(BIN)/python -m pytest -m "not llama and not reliability"
 
 reliability: $(VENV)/.installed ## faults under load: stores, backends, kill -9, SIGTERM (docs/reliability.md)
@@ -72,6 +73,11 @@ $(WRK):
 	printf '#!/bin/sh\nhere=$$(dirname "$$0")\nLD_LIBRARY_PATH="$$here/lib" exec "$$here/wrk.bin" "$$@"\n' > $@
 	chmod +x $@
 	rm -rf .tools/wrkdeb
+
+# Debian's Chromium, which the console's tests drive headless through playwright (which is never
+# allowed to download a browser of its own).
+$(CHROMIUM):
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium)
 
 # LiteLLM's proxy, which the benchmark runs beside the gateway, in its own environment (no database).
 $(LITELLM)/.installed: requirements/litellm-proxy.txt requirements/pip.txt

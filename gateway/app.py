@@ -24,6 +24,7 @@ from gateway.audit.log import AuditLog
 from gateway.audit.setup import build_audit
 from gateway.auth.keys import KeyStore, Principal
 from gateway.components import Components
+from gateway.console.app import mount_console
 from gateway.errors import GatewayError, InvalidRequest, NotFound
 from gateway.limits.memory import MemoryLimiter
 from gateway.observability.metrics import LiveGauges, Metrics
@@ -159,6 +160,7 @@ def create_app(settings: Settings) -> ASGIApp:
     app.include_router(openai.router)
     app.include_router(admin.router)
     app.include_router(audit.router)
+    mount_console(app, parts)
     app.add_api_route(settings.metrics_path, metrics.scrape, methods=["GET"])
     app.add_exception_handler(GatewayError, _gateway_error)
     app.add_exception_handler(HTTPException, _http_error)

@@ -91,10 +91,21 @@ def add_audit_commands(sub: Any) -> None:
     prune.add_argument("--before", required=True, type=_moment, help="RFC 3339 date or time")
     prune.set_defaults(func=_prune)
 
+    _add_report_command(audit, store_args)
+
+
+def _add_report_command(audit: Any, store_args: Any) -> None:
     report = audit.add_parser("report", help="where requests ran, refusals, verification")
     store_args(report)
-    report.add_argument("--since", type=_moment)
-    report.add_argument("--until", type=_moment)
+    report.add_argument("--since", type=_moment, help="RFC 3339 date or time, inclusive")
+    report.add_argument("--until", type=_moment, help="RFC 3339 date or time, exclusive")
+    report.add_argument("--tenant", help="only this tenant's requests")
+    report.add_argument(
+        "--log-id",
+        action="append",
+        default=[],
+        help="a log to cover (repeat for more; default: every log in the store)",
+    )
     report.add_argument("--html", type=Path, help="also write a standalone HTML page")
     report.add_argument("--public-key", type=Path, help="verify each log with this key")
     report.set_defaults(func=_report)
@@ -252,9 +263,12 @@ def _moment(text: str) -> str:
     from gateway.audit.query import stored_time
 
     try:
-        return stored_time(text)
+        found = stored_time(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"not an RFC 3339 date or time: {text!r}") from None
+        found = None
+    if found is None:
+        raise argparse.ArgumentTypeError(f"not an RFC 3339 date or time: {text!r}")
+    return found
 
 
 COLUMNS = ["time", "tenant", "requested_model", "decision", "status", "deployment", "country"]
@@ -338,8 +352,18 @@ def _report(args: argparse.Namespace) -> int:
 
     key = load_public_key(args.public_key.read_bytes()) if args.public_key else None
 
+    revision = _revision_in_force(args)
+
     async def work(store: Any) -> int:
-        report = await build_report(store, args.since, args.until, key)
+        report = await build_report(
+            store,
+            args.since,
+            args.until,
+            key,
+            tenant=args.tenant,
+            log_ids=args.log_id or None,
+            revision_in_force=revision,
+        )
         print(render_text(report))
         if args.html:
             write_private(args.html, render_html(report).encode())
@@ -347,3 +371,13 @@ def _report(args: argparse.Namespace) -> int:
         return 0
 
     return _with_store(args, work)
+
+
+def _revision_in_force(args: argparse.Namespace) -> str | None:
+    """The revision of the policy directory in the settings, if it loads."""
+    from gateway.policy.load import PolicyLoadError, load_policy_dir
+
+    try:
+        return load_policy_dir(_settings(args).policy_dir).revision
+    except (PolicyLoadError, OSError):
+        return None

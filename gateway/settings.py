@@ -90,6 +90,14 @@ class Settings(BaseSettings):
         description="longest a request waits for its audit record (and a batch for its commit)"
         " before it is answered 503 audit_unavailable",
     )
+    console_session_s: float = Field(
+        default=8 * 3600, gt=0, description="how long a console sign-in lasts, in seconds"
+    )
+    console_session_secret: SecretStr | None = Field(
+        default=None,
+        description="signs console session cookies; one per process when unset (sign-ins "
+        "then end with a restart)",
+    )
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["json", "text"] = "json"
     access_log: bool = True

@@ -89,7 +89,7 @@ async def public_key(request: Request) -> Response:
     return Response(public_key_pem(writer.signer.public_key), media_type="application/x-pem-file")
 
 
-async def _fresh_checkpoint(writer: AuditWriter) -> Checkpoint:
+async def fresh_checkpoint(writer: AuditWriter) -> Checkpoint:
     """A checkpoint of every record committed so far, signed by the writer itself if the latest
     one does not cover them all, so that the export holds nothing unsigned."""
     try:
@@ -109,7 +109,7 @@ async def _fresh_checkpoint(writer: AuditWriter) -> Checkpoint:
 async def export(request: Request) -> Response:
     writer = _writer(request)
     tenant = read_params(request.query_params, {"tenant": text}).get("tenant")
-    checkpoint = await _fresh_checkpoint(writer)
+    checkpoint = await fresh_checkpoint(writer)
     store, log_id = writer.store, writer.log_id
     try:
         lines = (
@@ -127,21 +127,34 @@ async def export(request: Request) -> Response:
 @router.get("/report")
 async def report(request: Request) -> Response:
     writer = _writer(request)
-    q = _period(read_params(request.query_params, PERIOD))
+    q = _period(read_params(request.query_params, {**PERIOD, "tenant": text, "log_id": text}))
     found = await build_report(
-        writer.store, q.get("since"), q.get("until"), writer.signer.public_key
+        writer.store,
+        q.get("since"),
+        q.get("until"),
+        writer.signer.public_key,
+        tenant=q.get("tenant") or None,
+        log_ids=[q["log_id"]] if "log_id" in q else None,
+        revision_in_force=components(request).policy.current.revision,
     )
+    s = found.summary
     return json_response(
         {
             "since": found.since,
             "until": found.until,
-            "total": found.total,
-            "decisions": dict(found.decisions),
-            "inference_countries": dict(found.countries),
-            "operator_jurisdictions": dict(found.jurisdictions),
-            "weights_origins": dict(found.weights),
-            "refusals_by_rule": dict(found.refusal_rules),
-            "refusals_by_tenant": dict(found.refusal_tenants),
+            "tenant": found.tenant,
+            "logs": found.logs,
+            "generated_at": found.generated_at,
+            "revision_in_force": found.revision_in_force,
+            "total": s.total,
+            "decisions": dict(s.decisions),
+            "inference_countries": dict(s.countries),
+            "operator_jurisdictions": dict(s.jurisdictions),
+            "weights_origins": dict(s.weights),
+            "refusals_by_rule": dict(s.refusal_rules),
+            "refusals_by_tenant": dict(s.refusal_tenants),
+            "errors": dict(s.errors),
+            "revisions": {r: seen.records for r, seen in s.revisions.items()},
             "verification": found.verification,
         }
     )

@@ -65,11 +65,12 @@ def date(value: str) -> dt.date:
 def moment(value: str) -> str:
     """A date or an RFC 3339 time, as the audit store keeps times (UTC, microseconds, `Z`)."""
     try:
-        return stored_time(value)
+        found = stored_time(value)
     except ValueError:
-        raise ValueError(
-            "must be an RFC 3339 date or time (2026-11-01, 2026-11-01T09:00:00Z)"
-        ) from None
+        found = None
+    if found is None:
+        raise ValueError("must be an RFC 3339 date or time (2026-11-01, 2026-11-01T09:00:00Z)")
+    return found
 
 
 def read_params(query: QueryParams, readers: Mapping[str, Reader]) -> dict[str, Any]:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from gateway.audit.merkle import Frontier
+from gateway.audit.query import Cursor, PageQuery
 from gateway.audit.signing import Checkpoint
 
 SCHEMA = """
@@ -25,8 +26,12 @@ CREATE TABLE IF NOT EXISTS audit_records (
     body {blob} NOT NULL,
     PRIMARY KEY (log_id, seq)
 );
-CREATE INDEX IF NOT EXISTS audit_records_tenant_time ON audit_records (tenant, time);
-CREATE INDEX IF NOT EXISTS audit_records_time ON audit_records (time);
+-- newest-first pages (query.py) read the key from the index alone; the older indexes on
+-- (tenant, time) and (time) are prefixes of these, so they go
+CREATE INDEX IF NOT EXISTS audit_records_page ON audit_records (time, log_id, seq);
+CREATE INDEX IF NOT EXISTS audit_records_tenant_page ON audit_records (tenant, time, log_id, seq);
+DROP INDEX IF EXISTS audit_records_tenant_time;
+DROP INDEX IF EXISTS audit_records_time;
 CREATE TABLE IF NOT EXISTS audit_checkpoints (
     log_id TEXT NOT NULL,
     size {integer} NOT NULL,
@@ -125,6 +130,20 @@ class AuditStore(Protocol):
     async def read(self, query: Query) -> list[StoredRecord]: ...
 
     async def checkpoints(self, log_id: str) -> list[Checkpoint]: ...
+
+    async def page(self, query: PageQuery) -> list[StoredRecord]:
+        """Newest first, from `query.before` on, within its window (`query.py`)."""
+        ...
+
+    async def window_end(self, query: PageQuery) -> Cursor | None:
+        """The key of the last row `query`'s window covers, if the scope reaches that far."""
+        ...
+
+    async def record(self, log_id: str, seq: int) -> StoredRecord | None: ...
+
+    async def size(self, log_id: str) -> int:
+        """The log's length: its last stored sequence number plus one (0 if it has none)."""
+        ...
 
     async def log_ids(self) -> list[str]: ...
 

@@ -20,6 +20,7 @@ import asyncpg
 import orjson
 
 from gateway.audit.merkle import Frontier
+from gateway.audit.query import POSTGRES, Cursor, PageQuery, page_sql, window_end_sql
 from gateway.audit.signing import Checkpoint
 from gateway.audit.store import (
     Query,
@@ -148,6 +149,32 @@ class PostgresStore:
         sql, args = select_records(query, lambda n: f"${n}")
         rows = await self._call("fetch", sql, *args)
         return [StoredRecord(r[0], r[1], r[2], r[3], bytes(r[4]), bytes(r[5])) for r in rows]
+
+    async def page(self, query: PageQuery) -> list[StoredRecord]:
+        sql, args = page_sql(query, POSTGRES)
+        rows = await self._call("fetch", sql, *args)
+        return [StoredRecord(r[0], r[1], r[2], r[3], bytes(r[4]), bytes(r[5])) for r in rows]
+
+    async def window_end(self, query: PageQuery) -> Cursor | None:
+        sql, args = window_end_sql(query, POSTGRES)
+        row = await self._call("fetchrow", sql, *args)
+        return Cursor(row[0], row[1], row[2]) if row else None
+
+    async def record(self, log_id: str, seq: int) -> StoredRecord | None:
+        r = await self._call(
+            "fetchrow",
+            "SELECT log_id, seq, time, tenant, leaf, body FROM audit_records"
+            " WHERE log_id = $1 AND seq = $2",
+            log_id,
+            seq,
+        )
+        return StoredRecord(r[0], r[1], r[2], r[3], bytes(r[4]), bytes(r[5])) if r else None
+
+    async def size(self, log_id: str) -> int:
+        row = await self._call(
+            "fetchrow", "SELECT max(seq) FROM audit_records WHERE log_id = $1", log_id
+        )
+        return int(row[0]) + 1 if row and row[0] is not None else 0
 
     async def checkpoints(self, log_id: str) -> list[Checkpoint]:
         rows = await self._call(

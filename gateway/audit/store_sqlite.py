@@ -21,6 +21,7 @@ from typing import TypeVar
 import orjson
 
 from gateway.audit.merkle import Frontier
+from gateway.audit.query import SQLITE, Cursor, PageQuery, page_sql, window_end_sql
 from gateway.audit.signing import Checkpoint
 from gateway.audit.store import (
     Query,
@@ -139,6 +140,38 @@ class SQLiteStore:
         sql, args = select_records(query, lambda _: "?")
         rows = await self._run(lambda db: db.execute(sql, args).fetchall())
         return [StoredRecord(r[0], r[1], r[2], r[3], bytes(r[4]), bytes(r[5])) for r in rows]
+
+    async def page(self, query: PageQuery) -> list[StoredRecord]:
+        sql, args = page_sql(query, SQLITE)
+        rows = await self._run(lambda db: db.execute(sql, args).fetchall())
+        return [StoredRecord(r[0], r[1], r[2], r[3], bytes(r[4]), bytes(r[5])) for r in rows]
+
+    async def window_end(self, query: PageQuery) -> Cursor | None:
+        sql, args = window_end_sql(query, SQLITE)
+        row = await self._run(lambda db: db.execute(sql, args).fetchone())
+        return Cursor(row[0], row[1], row[2]) if row else None
+
+    async def record(self, log_id: str, seq: int) -> StoredRecord | None:
+        row = await self._run(
+            lambda db: db.execute(
+                "SELECT log_id, seq, time, tenant, leaf, body FROM audit_records"
+                " WHERE log_id = ? AND seq = ?",
+                (log_id, seq),
+            ).fetchone()
+        )
+        return (
+            StoredRecord(row[0], row[1], row[2], row[3], bytes(row[4]), bytes(row[5]))
+            if row
+            else None
+        )
+
+    async def size(self, log_id: str) -> int:
+        row = await self._run(
+            lambda db: db.execute(
+                "SELECT max(seq) FROM audit_records WHERE log_id = ?", (log_id,)
+            ).fetchone()
+        )
+        return int(row[0]) + 1 if row and row[0] is not None else 0
 
     async def checkpoints(self, log_id: str) -> list[Checkpoint]:
         rows = await self._run(

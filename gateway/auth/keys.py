@@ -134,6 +134,14 @@ class KeyStore:
             raise PermissionDenied(f"This endpoint needs a key with the {wanted} role")
         return principal
 
+    def principal(self, key_id: str) -> Principal | None:
+        """Who holds the key `key_id` now (None once it is removed or disabled)."""
+        found = self._by_id.get(key_id)
+        if found is None or self._clock() >= found[1]:
+            return None
+        entry = found[0]
+        return Principal(entry.tenant or "", entry.id, entry.role)
+
     def _authenticate(self, authorization: str | None) -> Principal:
         if not authorization:
             raise AuthenticationFailed(

@@ -66,6 +66,8 @@ class PolicyHolder:
         self._lock = threading.Lock()
         self._fingerprint = fingerprint(directory, self._also)
         self._compiled = CompiledPolicy(load_policy_dir(directory), today())
+        self.loaded_at = dt.datetime.now(dt.UTC)  # when the revision in force was loaded
+        self.previous: CompiledPolicy | None = None  # the revision before it, for the console
         self.last_reload: ReloadResult | None = None
         self.reloads = {"ok": 0, "failed": 0}
 
@@ -106,6 +108,8 @@ class PolicyHolder:
             if compiled is None or problems:
                 result = ReloadResult(trigger, False, previous, previous, tuple(problems))
             else:
+                if compiled.revision != previous:
+                    self.previous, self.loaded_at = self._compiled, dt.datetime.now(dt.UTC)
                 self._compiled = compiled
                 if keys is not None and self._keys is not None:
                     self._keys.swap(keys)

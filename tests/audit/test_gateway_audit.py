@@ -154,7 +154,7 @@ def test_the_live_log_verifies_and_the_report_shows_it(gateway: Gateway, tmp_pat
     assert verified.stdout.splitlines()[-1].startswith("verified: ")
     report = cli("report", "--store", store, "--public-key", key, "--html", tmp_path / "r.html")
     assert report.returncode == 0
-    assert "Inference country" in report.stdout and ": verified (" in report.stdout
+    assert "Where inference ran (country)" in report.stdout and ": verified (" in report.stdout
     page = (tmp_path / "r.html").read_text()
     assert page.startswith("<!doctype html>") and "<svg" in page
     refusals = records(store, "--decision", "refused", "--rule", "inference_country")
