@@ -113,7 +113,7 @@ class Simulators:
 
 
 def start_simulators(
-    policy_dir: Path, base_port: int | None = None, timeout_s: float = 20.0
+    policy_dir: Path, base_port: int | None = None, timeout_s: float = 60.0
 ) -> Simulators:
     specs = simulated_backends(load_policy_dir(policy_dir).catalog)
     plan = port_plan([port for _, port, _ in specs], base_port)
@@ -128,7 +128,7 @@ def start_simulators(
     simulators = Simulators(process, mirror, workdir)
     try:
         _wait_ready(process, timeout_s)
-    except SimulatorsFailed:
+    except BaseException:  # a failure, or the gateway stopped while waiting: no orphans
         simulators.stop()
         raise
     mirror.follow()

@@ -98,6 +98,16 @@ def test_serve_from_an_initialised_directory_answers_through_the_sdk(tmp_path: P
             )
             assert raw.headers["x-sovereign-country"] == "FR"
             assert raw.parse().choices[0].message.content
+            # the gateway serves a copy that points at the simulators; edits of the original reach it
+            before = httpx.get(base + "/ready", timeout=5).json()["policy_revision"]
+            tenant = directory / "policies" / "tenants" / "acme-dev.yaml"
+            tenant.write_text(
+                tenant.read_text().replace("requests_per_minute: 60", "requests_per_minute: 61")
+            )
+            deadline = time.monotonic() + 30
+            while httpx.get(base + "/ready", timeout=5).json()["policy_revision"] == before:
+                assert time.monotonic() < deadline, "the edit was not reloaded"
+                time.sleep(0.3)
     assert (directory / "var" / "audit.sqlite3").stat().st_size > 0
     assert sorted(p.name for p in directory.iterdir()) == [
         "policies",
