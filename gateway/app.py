@@ -28,7 +28,7 @@ from gateway.errors import GatewayError, InvalidRequest, NotFound
 from gateway.limits.memory import MemoryLimiter
 from gateway.observability.metrics import LiveGauges, Metrics
 from gateway.observability.observe import RequestObserver
-from gateway.policy.compile import Route
+from gateway.policy.compile import CompiledPolicy
 from gateway.policy.holder import PolicyHolder, ReloadResult
 from gateway.policy.reloader import PolicyReloader
 from gateway.proxy import Proxy
@@ -68,9 +68,9 @@ def build_components(settings: Settings) -> Components:
     upstreams = Upstreams(timeouts, settings.pool_size_per_backend, tls)
     limiter = MemoryLimiter()
 
-    def check_limits(principal: Principal, route: Route) -> None:
-        tenant = route.compiled.policy.tenants[principal.tenant]
-        per_minute = tenant.limits.requests_per_minute
+    def check_limits(principal: Principal, compiled: CompiledPolicy) -> None:
+        tenant = compiled.policy.tenants.get(principal.tenant)
+        per_minute = tenant.limits.requests_per_minute if tenant is not None else None
         if per_minute is not None:
             limiter.check(principal.tenant, per_minute, time.monotonic())
 

@@ -6,11 +6,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import ipaddress
+import logging
 import signal
 import ssl
 import sys
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
+
+import yaml
 
 from gateway.auth.keys import hash_key, new_key
 from gateway.cli_audit import add_audit_commands
@@ -18,7 +23,7 @@ from gateway.cli_deploy import add_deploy_commands
 from gateway.cli_init import add_init_command, missing_policy_dir
 from gateway.cli_policy import add_policy_commands
 from gateway.policy.load import load_policy_dir
-from gateway.settings import load_settings
+from gateway.settings import Settings, load_settings
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -99,6 +104,7 @@ def _serve(args: argparse.Namespace) -> int:
         print(problem, file=sys.stderr)
         return 2
     configure_logging(settings.log_level, settings.log_format)
+    _warn_open_metrics(settings)
     simulators: Simulators | None = None
     # uvicorn re-raises SIGTERM after its graceful shutdown; turn that into SystemExit so that the
     # `finally` below still stops the simulated backends instead of leaving them orphaned
@@ -124,6 +130,23 @@ def _serve(args: argparse.Namespace) -> int:
         if simulators is not None:
             simulators.stop()
     return 0
+
+
+def _warn_open_metrics(settings: Settings) -> None:
+    """`/metrics` labels tenants; say so when anyone on the network can read it."""
+    if settings.metrics_token is not None:
+        return
+    try:
+        loopback = ipaddress.ip_address(settings.host).is_loopback
+    except ValueError:
+        loopback = settings.host == "localhost"
+    if not loopback:
+        logging.getLogger("gateway.cli").warning(
+            "%s is open to anyone who can reach %s (it names tenants and models): set "
+            "metrics_token (SGW_METRICS_TOKEN) or serve on a loopback address",
+            settings.metrics_path,
+            settings.host,
+        )
 
 
 def _exit_on_signal(signum: int, frame: object) -> None:
@@ -175,7 +198,19 @@ def _keys_new(args: argparse.Namespace) -> int:
     key_id, key = new_key()
     print(f"API key (shown once, store it now): {key}")
     print("Add this entry under `keys:` in the keys file:")
-    owner = f"tenant: {args.tenant}" if args.role == "tenant" else f"role: {args.role}"
-    label = f", label: {args.label}" if args.label else ""
-    print(f"  - {{id: {key_id}, {owner}{label}, sha256: {hash_key(key)}}}")
+    print(keys_file_entry(key_id, key, args.role, args.tenant, args.label), end="")
     return 0
+
+
+def keys_file_entry(key_id: str, key: str, role: str, tenant: str | None, label: str) -> str:
+    """The keys file entry of a new key, as YAML (quoted by the YAML library, so that any label
+    reads back as it was given), indented to sit under `keys:`."""
+    entry: dict[str, str] = {"id": key_id}
+    entry.update({"tenant": tenant or ""} if role == "tenant" else {"role": role})
+    if label:
+        entry["label"] = label
+    entry["sha256"] = hash_key(key)
+    text = yaml.safe_dump(
+        [entry], default_flow_style=None, sort_keys=False, allow_unicode=True, width=1 << 16
+    )
+    return textwrap.indent(text, "  ")

@@ -9,16 +9,20 @@ from __future__ import annotations
 import argparse
 import asyncio
 import csv
-import datetime as dt
 import io
 import sys
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from gateway.files import write_private
 from gateway.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from gateway.audit.signing import Signer
 
 
 def add_audit_commands(sub: Any) -> None:
@@ -37,11 +41,16 @@ def add_audit_commands(sub: Any) -> None:
     public.add_argument("--signing-key", type=Path, help="default from settings")
     public.set_defaults(func=_public_key)
 
-    export = audit.add_parser("export", help="write the log as JSON Lines with checkpoints")
+    export = audit.add_parser(
+        "export", help="sign a checkpoint, then write the log up to it as JSON Lines (mode 0600)"
+    )
     store_args(export)
     export.add_argument("--out", type=Path, help="default: standard output")
-    export.add_argument("--tenant", help="only this tenant's records, with inclusion proofs")
+    export.add_argument(
+        "--tenant", help="only this tenant's records, with inclusion proofs and a signed count"
+    )
     export.add_argument("--log-id", help="one log only (default: every log in the store)")
+    export.add_argument("--signing-key", type=Path, help="default from settings")
     export.set_defaults(func=_export)
 
     verify = audit.add_parser("verify", help="verify an export offline")
@@ -54,13 +63,19 @@ def add_audit_commands(sub: Any) -> None:
         default=[],
         help="a checkpoint (JSON) you already hold; detects a truncated or rewritten log",
     )
+    verify.add_argument(
+        "--whole-log",
+        type=Path,
+        help="a whole-log export: also check that the tenant export's signed statement lists"
+        " exactly the tenant's records in it",
+    )
     verify.set_defaults(func=_verify)
 
     query = audit.add_parser("query", help="find records")
     store_args(query)
     query.add_argument("--tenant")
-    query.add_argument("--since", help="RFC 3339 date or time, inclusive")
-    query.add_argument("--until", help="RFC 3339 date or time, exclusive")
+    query.add_argument("--since", type=_moment, help="RFC 3339 date or time, inclusive")
+    query.add_argument("--until", type=_moment, help="RFC 3339 date or time, exclusive")
     query.add_argument("--decision", choices=["allowed", "refused", "error"])
     query.add_argument("--model", help="requested model or alias")
     query.add_argument("--country", help="inference country of the deployment used")
@@ -68,21 +83,28 @@ def add_audit_commands(sub: Any) -> None:
     query.add_argument("--backend")
     query.add_argument("--rule", help="a rule that refused some candidate")
     query.add_argument("--format", choices=["table", "json", "csv"], default="table")
-    query.add_argument("--limit", type=int)
+    query.add_argument("--limit", type=_positive)
     query.set_defaults(func=_query)
 
     prune = audit.add_parser("prune", help="delete whole epochs before a date, keep checkpoints")
     store_args(prune)
-    prune.add_argument("--before", required=True, help="RFC 3339 date or time")
+    prune.add_argument("--before", required=True, type=_moment, help="RFC 3339 date or time")
     prune.set_defaults(func=_prune)
 
     report = audit.add_parser("report", help="where requests ran, refusals, verification")
     store_args(report)
-    report.add_argument("--since")
-    report.add_argument("--until")
+    report.add_argument("--since", type=_moment)
+    report.add_argument("--until", type=_moment)
     report.add_argument("--html", type=Path, help="also write a standalone HTML page")
     report.add_argument("--public-key", type=Path, help="verify each log with this key")
     report.set_defaults(func=_report)
+
+
+def _positive(text: str) -> int:
+    number = int(text)
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, not {number}")
+    return number
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -141,25 +163,53 @@ def _public_key(args: argparse.Namespace) -> int:
     return 0
 
 
+def _export_signer(args: argparse.Namespace) -> Signer | None:
+    """The checkpoint key if this machine has it (never a new one: auditors would not know it)."""
+    from gateway.audit.signing import Signer, load_private_key
+
+    if args.signing_key:
+        return Signer.from_file(args.signing_key)
+    settings = _settings(args)
+    if settings.audit_signing_key is not None:
+        return Signer(load_private_key(settings.audit_signing_key.get_secret_value().encode()))
+    path = settings.audit_signing_key_file
+    return Signer.from_file(path) if path.exists() else None
+
+
+def _warn(message: str) -> None:
+    print(f"warning: {message}", file=sys.stderr)
+
+
 def _export(args: argparse.Namespace) -> int:
-    from gateway.audit.export import ExportError, export_log, export_tenant
+    import time
+
+    from gateway.audit.export import ExportError, export_store
+    from gateway.audit.record import rfc3339
+
+    try:
+        signer = _export_signer(args)
+    except (OSError, ValueError) as exc:
+        print(f"error: the signing key: {exc}", file=sys.stderr)
+        return 1
+    if signer is None and not args.tenant:
+        print(
+            "note: no signing key here, so no fresh checkpoint: each log is exported up to the"
+            " latest checkpoint the gateway signed",
+            file=sys.stderr,
+        )
+    now = rfc3339(time.time())
 
     async def work(store: Any) -> int:
         logs = [args.log_id] if args.log_id else await store.log_ids()
-        out = args.out.open("wb") if args.out else sys.stdout.buffer
         try:
-            for log_id in logs:
-                if args.tenant:
-                    lines = await export_tenant(store, log_id, args.tenant)
-                else:
-                    lines = await export_log(store, log_id)
-                out.writelines(lines)
+            out = await export_store(store, logs, signer, now, args.tenant, _warn)
         except ExportError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 1
-        finally:
-            if args.out:
-                out.close()
+        if args.out:
+            write_private(args.out, b"".join(out))
+        else:
+            sys.stdout.buffer.writelines(out)
         return 0
 
     return _with_store(args, work)
@@ -168,15 +218,21 @@ def _export(args: argparse.Namespace) -> int:
 def _verify(args: argparse.Namespace) -> int:
     from gateway.audit.signing import Checkpoint, load_public_key
     from gateway.audit.verify import verify_export
+    from gateway.audit.verify_statement import check_statements
 
     try:
         key = load_public_key(args.public_key.read_bytes())
         held = [Checkpoint.from_json(orjson.loads(p.read_bytes())) for p in args.checkpoint]
         lines = args.export.read_bytes().splitlines()
+        whole = args.whole_log.read_bytes().splitlines() if args.whole_log else None
     except (OSError, ValueError, KeyError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     report = verify_export(lines, key, held)
+    if whole is not None:
+        against = check_statements(lines, whole, key)
+        report.failures += [replace(f, message=f"whole log: {f.message}") for f in against.failures]
+        report.notes += against.notes
     for failure in report.failures:
         print(f"FAIL {failure}")
     for note in report.notes:
@@ -191,16 +247,14 @@ def _verify(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
-def _time_arg(text: str | None) -> str | None:
+def _moment(text: str) -> str:
     """A date or RFC 3339 time as the stored form (UTC, 'Z')."""
-    if text is None:
-        return None
-    if len(text) == 10:
-        return text + "T00:00:00.000000Z"
-    moment = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=dt.UTC)
-    return moment.astimezone(dt.UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+    from gateway.audit.query import stored_time
+
+    try:
+        return stored_time(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an RFC 3339 date or time: {text!r}") from None
 
 
 COLUMNS = ["time", "tenant", "requested_model", "decision", "status", "deployment", "country"]
@@ -224,7 +278,7 @@ def _query(args: argparse.Namespace) -> int:
     from gateway.audit.store import Query
 
     async def work(store: Any) -> int:
-        query = Query(tenant=args.tenant, since=_time_arg(args.since), until=_time_arg(args.until))
+        query = Query(tenant=args.tenant, since=args.since, until=args.until)
         found = [orjson.loads(r.body) for r in await store.read(query)]
         wanted = RecordFilter.from_mapping(vars(args))
         found = [r for r in found if wanted.matches(r)][: args.limit]
@@ -251,8 +305,7 @@ def _query(args: argparse.Namespace) -> int:
 def _prune(args: argparse.Namespace) -> int:
     from gateway.audit.merkle import Frontier
 
-    before = _time_arg(args.before)
-    assert before is not None
+    before: str = args.before
 
     async def work(store: Any) -> int:
         for log_id in await store.log_ids():
@@ -286,10 +339,10 @@ def _report(args: argparse.Namespace) -> int:
     key = load_public_key(args.public_key.read_bytes()) if args.public_key else None
 
     async def work(store: Any) -> int:
-        report = await build_report(store, _time_arg(args.since), _time_arg(args.until), key)
+        report = await build_report(store, args.since, args.until, key)
         print(render_text(report))
         if args.html:
-            args.html.write_text(render_html(report), encoding="utf-8")
+            write_private(args.html, render_html(report).encode())
             print(f"wrote {args.html}")
         return 0
 

@@ -3,7 +3,8 @@
 Exit codes, for CI pipelines:
     check    0 valid (warnings printed), 1 invalid, or warnings with --strict
     explain  0 allowed, 1 refused or error (unknown tenant, model, data class)
-    test     0 every case passed, 1 a case failed or a file does not validate
+    test     0 every case passed, 1 a case failed, or a case file does not validate or names
+             a deployment, rule or country that does not exist
     diff     0 no tenant gains or loses a deployment, 1 some do, 2 a policy does not validate
     schema   0 written or up to date, 1 stale (with --check)
 """
@@ -117,7 +118,7 @@ def _explain(args: argparse.Namespace) -> int:
 
 
 def _test(args: argparse.Namespace) -> int:
-    from gateway.policy.cases import load_cases, run_cases
+    from gateway.policy.cases import check_cases, load_cases, run_cases
 
     policy = _load(args.directory)
     if policy is None:
@@ -130,6 +131,12 @@ def _test(args: argparse.Namespace) -> int:
         return 1
     if not files:
         print(f"{args.directory}/tests: no case files", file=sys.stderr)
+        return 1
+    problems = check_cases(args.directory, policy, files)
+    for problem in problems:
+        print(f"{args.directory}/{problem}", file=sys.stderr)
+    if problems:
+        print(f"{len(problems)} problem(s) in the case files; no case was run", file=sys.stderr)
         return 1
     passed = failed = 0
     for result in run_cases(policy, files, _today(args)):

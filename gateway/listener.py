@@ -15,6 +15,7 @@ import ssl
 
 import uvicorn
 
+from gateway.asgi.connections import guarded_protocol, reserve_descriptors
 from gateway.asgi.types import ASGIApp
 from gateway.settings import Settings
 
@@ -31,7 +32,10 @@ def serve(app: ASGIApp, settings: Settings) -> None:
         log_config=None,  # configure_logging: our JSON lines for uvicorn's logs too
         access_log=False,
         loop="uvloop",
-        http="httptools",
+        # httptools with a deadline for request headers and a cap on open connections
+        http=guarded_protocol(
+            settings.header_timeout_s, reserve_descriptors(settings.max_connections)
+        ),
         server_header=False,
         proxy_headers=False,  # nothing reads the client's address; one ASGI layer less
         ssl_certfile=settings.tls_cert_file,

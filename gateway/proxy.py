@@ -20,6 +20,7 @@ from gateway.errors import (
     GatewayError,
     InvalidJSON,
     InvalidRequest,
+    ModelNotFound,
     NoHealthyBackend,
     NotImplementedByUpstream,
     PolicyViolation,
@@ -49,6 +50,18 @@ SSE_HEADERS = (
     (b"x-accel-buffering", b"no"),
 )
 RawHeaders = list[tuple[bytes, bytes]]
+# the fields of a request body the gateway reads, and the JSON type each must have
+READ_FIELDS = (("model", str), ("stream", bool), ("stream_options", dict), ("n", int))
+JSON_TYPES = {
+    str: "a string",
+    bool: "a boolean",
+    int: "an integer",
+    float: "a number",
+    list: "an array",
+    dict: "an object",
+}
+MAX_MODEL_CHARS = 256
+MAX_DATA_CLASS_CHARS = 64
 
 
 class LastChunk(bytes):
@@ -109,7 +122,7 @@ class Proxy:
         selector: PriorityLeastLoaded,
         load: LoadTracker,
         max_attempts: int,
-        check_limits: Callable[[Principal, Route], None],
+        check_limits: Callable[[Principal, CompiledPolicy], None],
         audit: AuditLog,
         observe: Callable[[Exchange], None],
         health: HealthTracker,
@@ -127,24 +140,23 @@ class Proxy:
         self._deadline_s = deadline_s
 
     def plan(self, exchange: Exchange, body: bytes, data_class: str | None) -> dict[str, Any]:
-        """Parse the few fields needed, decide under policy, and return the parsed body."""
-        try:
-            data = orjson.loads(body)
-        except orjson.JSONDecodeError as exc:
-            raise InvalidJSON(f"We could not parse the JSON body of your request: {exc}") from exc
-        if not isinstance(data, dict):
-            raise InvalidRequest("The request body must be a JSON object")
-        model = data.get("model")
-        if not isinstance(model, str) or not model.strip():
-            raise InvalidRequest(
-                "you must provide a model parameter",
-                param="model",
-                code="missing_required_parameter",
-            )
-        exchange.model = model
-        exchange.stream = data.get("stream") is True
+        """Count the request against the tenant's limits, parse the few fields needed, decide
+        under policy, and return the parsed body."""
         compiled = self._policy.current
         exchange.policy = compiled
+        # every authenticated request counts, refused or invalid: a tenant cannot fill the log
+        self._check_limits(exchange.principal, compiled)
+        data = _parse(body)
+        model = data["model"]
+        exchange.model = model
+        exchange.stream = data.get("stream") is True
+        if data_class is not None and len(data_class) > MAX_DATA_CLASS_CHARS:
+            raise InvalidRequest(
+                f"The x-data-classification header is longer than {MAX_DATA_CLASS_CHARS}"
+                " characters",
+                param="x-data-classification",
+                code="unknown_data_class",
+            )
         if not compiled.has_tenant(exchange.principal.tenant):
             raise PolicyViolation(
                 f"No policy is defined for tenant {exchange.principal.tenant!r}, so nothing is"
@@ -157,7 +169,6 @@ class Proxy:
         exchange.route = route
         if not route.eligible:
             raise _refusal(route, exchange.decision_id)
-        self._check_limits(exchange.principal, route)
         self._audit.require()
         return data
 
@@ -383,6 +394,47 @@ class Proxy:
         ]
 
 
+def _parse(body: bytes) -> dict[str, Any]:
+    """The body as a JSON object whose fields the gateway reads have the right type and size;
+    everything else in it passes through untouched."""
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidJSON(f"We could not parse the JSON body of your request: {exc}") from exc
+    if not isinstance(data, dict):
+        raise InvalidRequest("The request body must be a JSON object")
+    model = data.get("model")
+    if model is None or model == "":
+        raise InvalidRequest(
+            "you must provide a model parameter", param="model", code="missing_required_parameter"
+        )
+    for name, expected in READ_FIELDS:
+        value = data.get(name)
+        if value is not None and not _is(value, expected):
+            raise InvalidRequest(
+                f"Invalid type for '{name}': expected {JSON_TYPES[expected]}, but got"
+                f" {JSON_TYPES.get(type(value), 'a value')} instead",
+                param=name,
+                code="invalid_type",
+            )
+    if not model.strip():
+        raise InvalidRequest(
+            "you must provide a model parameter", param="model", code="missing_required_parameter"
+        )
+    if len(model) > MAX_MODEL_CHARS:
+        raise InvalidRequest(
+            f"The model name is longer than {MAX_MODEL_CHARS} characters",
+            param="model",
+            code="string_too_long",
+        )
+    return data
+
+
+def _is(value: object, expected: type) -> bool:
+    # bool is an int in Python, not in JSON: `"n": true` is not a number
+    return isinstance(value, expected) and (expected is bool or not isinstance(value, bool))
+
+
 def _split_done(events: bytes) -> tuple[bytes, bytes]:
     """Hold back the final `data: [DONE]` so it is sent only once the audit record is in."""
     for done in (b"data: [DONE]\n\n", b"data: [DONE]\r\n\r\n"):
@@ -427,18 +479,21 @@ def _outcome(exc: GatewayError) -> str:
 
 
 def _refusal(route: Route, decision_id: str) -> GatewayError:
-    if not route.candidates:
+    if not route.allow_listed:  # answered as an unknown model: the catalog is not disclosed
+        return ModelNotFound(f"The model {route.requested!r} does not exist", param="model")
+    results = route.candidates
+    if not results:
         return NoHealthyBackend(f"Model {route.requested!r} has no deployment", param="model")
     candidates = [
         {
             "deployment": c.deployment.id,
             "failed": [{"rule": r.rule, "reason": r.reason} for r in c.failures()],
         }
-        for c in route.candidates
+        for c in results
     ]
     summary = "; ".join(
         f"{c.deployment.id}: " + ", ".join(f"{r.rule} ({r.reason})" for r in c.failures())
-        for c in route.candidates
+        for c in results
     )
     return PolicyViolation(
         f"Policy for tenant {route.tenant!r} allows no deployment of {route.requested!r}: "

@@ -42,6 +42,12 @@ class Settings(BaseSettings):
         default=2.0, ge=0, description="how often to look for changed policy files; 0: never"
     )
     max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
+    header_timeout_s: float = Field(
+        default=10.0, gt=0, description="a connection must send complete request headers in this"
+    )
+    max_connections: int = Field(
+        default=4096, ge=1, description="open client connections; beyond, 503 and closed"
+    )
     connect_timeout_s: float = Field(default=5.0, gt=0)
     first_byte_timeout_s: float = Field(default=120.0, gt=0)
     idle_timeout_s: float = Field(default=60.0, gt=0)

@@ -42,6 +42,9 @@ def policy_dir(tmp_path_factory: pytest.TempPathFactory) -> PolicyDir:
     policies.add_tenant(
         {"tenant": "limited", "models": ["mistral-small"], "limits": {"requests_per_minute": 2}}
     )
+    policies.add_tenant(
+        {"tenant": "flooder", "models": ["mistral-small"], "limits": {"requests_per_minute": 2}}
+    )
     return policies
 
 
@@ -49,6 +52,7 @@ def policy_dir(tmp_path_factory: pytest.TempPathFactory) -> PolicyDir:
 def keys(policy_dir: PolicyDir) -> dict[str, str]:
     found = {t: demo_key(t) for t in ("fr-public-body", "eu-bank", "research-lab", "acme-dev")}
     found["limited"] = policy_dir.add_key("limited1", "limited")
+    found["flooder"] = policy_dir.add_key("flooder1", "flooder")
     return found
 
 

@@ -178,7 +178,7 @@ def run_simulators(policy_dir: Path, log: Path) -> Iterator[subprocess.Popen[byt
         for backend in data["backends"].values():
             url = str(backend["base_url"])
             if url.startswith("http://127.0.0.1:") and backend["kind"] != "litellm":
-                wait_http(url.removesuffix("/v1") + "/health", 20.0, proc)
+                wait_http(url.removesuffix("/v1") + "/health", 60.0, proc)
         yield proc
 
 
@@ -200,7 +200,7 @@ def run_gateway(policy_dir: Path, log: Path, **settings: Any) -> Iterator[Gatewa
     ]
     with process(cmd, env=env, log=log) as proc:
         base = f"http://127.0.0.1:{port}"
-        wait_http(base + "/ready", 30.0, proc)
+        wait_http(base + "/ready", 90.0, proc)
         yield Gateway(base, proc, log)
 
 

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import datetime as dt
-
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from gateway.api.json import json_response
+from gateway.api.params import date, read_params, text
 from gateway.components import components
 from gateway.errors import InvalidRequest
 from gateway.policy.compile import CompiledPolicy
@@ -21,6 +20,7 @@ router = APIRouter(prefix="/admin")
 async def policy_state(request: Request) -> Response:
     parts = components(request)
     parts.keys.authenticate(request.headers.get("authorization"), Role.ADMIN)
+    read_params(request.query_params, {})
     compiled = parts.policy.current
     last = parts.policy.last_reload
     return json_response(
@@ -41,6 +41,7 @@ async def policy_state(request: Request) -> Response:
 async def policy_reload(request: Request) -> Response:
     parts = components(request)
     parts.keys.authenticate(request.headers.get("authorization"), Role.ADMIN)
+    read_params(request.query_params, {})
     result = await parts.reloader.reload("admin_api")
     if result.ok:
         return json_response(result.as_json())
@@ -57,19 +58,22 @@ async def policy_reload(request: Request) -> Response:
 async def policy_explain(request: Request) -> Response:
     parts = components(request)
     parts.keys.authenticate(request.headers.get("authorization"), Role.ADMIN)
-    query = request.query_params
-    tenant, model = query.get("tenant"), query.get("model")
-    if not tenant or not model:
-        raise InvalidRequest("`tenant` and `model` query parameters are required", param="tenant")
+    query = read_params(
+        request.query_params, {"tenant": text, "model": text, "data_class": text, "at": date}
+    )
+    for required in ("tenant", "model"):
+        if required not in query:
+            raise InvalidRequest(
+                "`tenant` and `model` query parameters are required",
+                param=required,
+                code="missing_parameter",
+            )
     compiled = parts.policy.current
-    at = query.get("at")
-    if at:
-        try:
-            day = dt.date.fromisoformat(at)
-        except ValueError as exc:
-            raise InvalidRequest(f"`at` must be a date (YYYY-MM-DD): {at!r}", param="at") from exc
-        compiled = CompiledPolicy(compiled.policy, day)
-    return json_response(explain_route(compiled, tenant, model, query.get("data_class")))
+    if "at" in query:
+        compiled = CompiledPolicy(compiled.policy, query["at"])
+    return json_response(
+        explain_route(compiled, query["tenant"], query["model"], query.get("data_class"))
+    )
 
 
 @router.get("/audit")
@@ -77,6 +81,7 @@ async def audit_state(request: Request) -> Response:
     """The audit writer: log id, size, backlog, and its group-commit batches so far."""
     parts = components(request)
     parts.keys.authenticate(request.headers.get("authorization"), Role.ADMIN)
+    read_params(request.query_params, {})
     writer = parts.audit.writer
     if writer is None:
         return json_response({"enabled": False})

@@ -1,21 +1,27 @@
 """The read-only audit API, for keys with the auditor role (or admin): records, checkpoints,
-exports with proofs, the public key and the report."""
+exports with proofs, the public key and the report. Query parameters are checked
+(`params.py`) after the key, so an unauthenticated caller learns nothing from them."""
 
 from __future__ import annotations
+
+import time
+from typing import Any
 
 import orjson
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from gateway.api.json import json_response
-from gateway.audit.export import ExportError, export_log, export_tenant
-from gateway.audit.query import RecordFilter
+from gateway.api.params import choice, integer, moment, read_params, text
+from gateway.audit.export import ExportError, export_log, export_tenant, latest_checkpoint
+from gateway.audit.query import DECISIONS, FIELDS, RecordFilter
+from gateway.audit.record import rfc3339
 from gateway.audit.report import build_report
-from gateway.audit.signing import public_key_pem
-from gateway.audit.store import AuditStore, Query
+from gateway.audit.signing import Checkpoint, public_key_pem
+from gateway.audit.store import AuditStore, Query, StoreUnavailable
 from gateway.audit.writer import AuditWriter
 from gateway.components import components
-from gateway.errors import InvalidRequest, NotFound
+from gateway.errors import AuditUnavailable, InvalidRequest, NotFound
 from gateway.policy.schema import Role
 
 router = APIRouter(prefix="/audit")
@@ -34,47 +40,83 @@ def _store(request: Request) -> AuditStore:
     return _writer(request).store
 
 
+RECORDS_MAX = 10_000
+PERIOD = {"since": moment, "until": moment}
+RECORD_PARAMS = {
+    "tenant": text,
+    **PERIOD,
+    "limit": integer(1, RECORDS_MAX),
+    **{name: text for name in FIELDS},
+    "decision": choice(*DECISIONS),
+}
+
+
+def _period(params: dict[str, Any]) -> dict[str, Any]:
+    since, until = params.get("since"), params.get("until")
+    if since is not None and until is not None and since >= until:
+        raise InvalidRequest("`until` must come after `since`", param="until", code="invalid_value")
+    return params
+
+
 @router.get("/records")
 async def records(request: Request) -> Response:
     store = _store(request)
-    q = request.query_params
-    try:
-        limit = int(q.get("limit", "1000"))
-    except ValueError as exc:
-        raise InvalidRequest("`limit` must be an integer", param="limit") from exc
+    q = _period(read_params(request.query_params, RECORD_PARAMS))
     found = await store.read(
         Query(tenant=q.get("tenant"), since=q.get("since"), until=q.get("until"))
     )
     wanted = RecordFilter.from_mapping(q)
+    limit = q.get("limit", 1000)
     out = [r for r in (orjson.loads(s.body) for s in found) if wanted.matches(r)][:limit]
     return json_response({"object": "list", "data": out})
 
 
 @router.get("/checkpoints/latest")
-async def latest_checkpoint(request: Request) -> Response:
+async def latest(request: Request) -> Response:
     writer = _writer(request)
-    checkpoints = await writer.store.checkpoints(writer.log_id)
-    if not checkpoints:
+    read_params(request.query_params, {})
+    checkpoint = await latest_checkpoint(writer.store, writer.log_id)
+    if checkpoint is None:
         raise NotFound("No checkpoint yet", code="no_checkpoint")
-    latest = max(checkpoints, key=lambda cp: (cp.size, cp.time))
-    return json_response(latest.as_json())
+    return json_response(checkpoint.as_json())
 
 
 @router.get("/public-key")
 async def public_key(request: Request) -> Response:
     writer = _writer(request)
+    read_params(request.query_params, {})
     return Response(public_key_pem(writer.signer.public_key), media_type="application/x-pem-file")
+
+
+async def _fresh_checkpoint(writer: AuditWriter) -> Checkpoint:
+    """A checkpoint of every record committed so far, signed by the writer itself if the latest
+    one does not cover them all, so that the export holds nothing unsigned."""
+    try:
+        checkpoint = await latest_checkpoint(writer.store, writer.log_id)
+        if checkpoint is None or checkpoint.size < writer.size:
+            await writer.checkpoint()
+            checkpoint = await latest_checkpoint(writer.store, writer.log_id)
+    except StoreUnavailable as exc:
+        raise AuditUnavailable(
+            "The audit store cannot be read or signed now", headers={"retry-after": "5"}
+        ) from exc
+    assert checkpoint is not None
+    return checkpoint
 
 
 @router.get("/export")
 async def export(request: Request) -> Response:
     writer = _writer(request)
-    tenant = request.query_params.get("tenant")
+    tenant = read_params(request.query_params, {"tenant": text}).get("tenant")
+    checkpoint = await _fresh_checkpoint(writer)
+    store, log_id = writer.store, writer.log_id
     try:
         lines = (
-            await export_tenant(writer.store, writer.log_id, tenant)
+            await export_tenant(
+                store, log_id, tenant, writer.signer, rfc3339(time.time()), checkpoint
+            )
             if tenant
-            else await export_log(writer.store, writer.log_id)
+            else await export_log(store, log_id, checkpoint)
         )
     except ExportError as exc:
         raise InvalidRequest(str(exc), code="export_impossible") from exc
@@ -84,7 +126,7 @@ async def export(request: Request) -> Response:
 @router.get("/report")
 async def report(request: Request) -> Response:
     writer = _writer(request)
-    q = request.query_params
+    q = _period(read_params(request.query_params, PERIOD))
     found = await build_report(
         writer.store, q.get("since"), q.get("until"), writer.signer.public_key
     )

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Iterable
 from types import MappingProxyType
 
 from gateway.api.json import json_response
@@ -34,6 +34,7 @@ ROUTES = MappingProxyType(
     }
 )
 DATA_CLASS_HEADER = b"x-data-classification"
+SINGLE_HEADERS = frozenset((b"authorization", DATA_CLASS_HEADER))
 log = logging.getLogger("gateway.api")
 
 
@@ -51,8 +52,8 @@ class ProxiedRoutes:
         self.ids = ids
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["method"] == "POST":
-            api = ROUTES.get(scope["path"])
+        if scope["type"] == "http":
+            api = ROUTES.get(scope["path"]) if scope["method"] == "POST" else None
             if api is not None:
                 request_id = self.ids.of(scope)
                 try:
@@ -64,6 +65,11 @@ class ProxiedRoutes:
                     with contextlib.suppress(Exception):  # the answer may be under way already
                         await _send_error(error, id_header, scope, receive, send)
                 return
+            repeated = _repeated_header(scope["headers"])
+            if repeated is not None:
+                id_header = (REQUEST_ID_HEADER, self.ids.of(scope).encode())
+                await _send_error(repeated, id_header, scope, receive, send)
+                return
         await self.app(scope, receive, send)
 
     async def _serve(
@@ -71,13 +77,21 @@ class ProxiedRoutes:
     ) -> None:
         id_header = (REQUEST_ID_HEADER, request_id.encode())
         authorization = declared = data_class = None
+        repeated = False
         for name, value in scope["headers"]:
             if name == b"authorization":
+                repeated = repeated or authorization is not None
                 authorization = value.decode("latin-1")
             elif name == b"content-length":
                 declared = value
             elif name == DATA_CLASS_HEADER:
+                repeated = repeated or data_class is not None
                 data_class = value.decode("latin-1")
+        if repeated:
+            error = _repeated_header(scope["headers"])
+            assert error is not None
+            await _send_error(error, id_header, scope, receive, send)
+            return
         parts = self.parts
         try:
             principal = parts.keys.authenticate(authorization)
@@ -89,14 +103,14 @@ class ProxiedRoutes:
             body = await _read_body(receive, parts.settings.max_body_bytes, declared)
             exchange.request_body = body
             data = parts.proxy.plan(exchange, body, data_class)
-            answer = await parts.proxy.forward(exchange, data)
+            answer = await _unless_client_leaves(parts.proxy.forward(exchange, data), receive)
         except GatewayError as exc:
             await self._refuse(exchange, exc, id_header, scope, receive, send)
             return
         except Exception:
             log.exception("request failed", extra={"request_id": request_id})
-            error = GatewayError("The gateway failed to handle this request")
-            await self._refuse(exchange, error, id_header, scope, receive, send)
+            failure = GatewayError("The gateway failed to handle this request")
+            await self._refuse(exchange, failure, id_header, scope, receive, send)
             return
         if answer.stream is None:  # a stream finishes itself before its end
             try:
@@ -132,6 +146,59 @@ class ProxiedRoutes:
             error = failure
         if not isinstance(error, ClientClosed):
             await _send_error(error, id_header, scope, receive, send)
+
+
+async def _unless_client_leaves(answer: Awaitable[Answer], receive: Receive) -> Answer:
+    """Await the answer, but cancel it (and the upstream request under it) if the client goes
+    away first: a client that leaves before its answer or its stream's first byte is recorded as
+    499, not as a success with the full duration."""
+    task = asyncio.current_task()
+    assert task is not None
+    left = False
+    waiting = True
+
+    async def watch() -> None:
+        nonlocal left
+        while (await receive())["type"] != "http.disconnect":
+            continue
+        left = True
+        if waiting:
+            task.cancel()
+
+    watcher = asyncio.create_task(watch())
+    try:
+        result = await answer
+    except asyncio.CancelledError:
+        if not left:
+            raise
+        task.uncancel()
+        raise ClientClosed("The client closed the connection before its answer") from None
+    finally:
+        waiting = False
+        watcher.cancel()
+    if left:  # the client left just as the answer came in
+        if task.cancelling():
+            task.uncancel()
+        if result.stream is None:  # (a stream's relay sees the client gone, and records it)
+            raise ClientClosed("The client closed the connection before its answer")
+    return result
+
+
+def _repeated_header(headers: Iterable[tuple[bytes, bytes]]) -> InvalidRequest | None:
+    """A request with two `authorization` or two `x-data-classification` headers is ambiguous
+    (servers and proxies disagree on which one wins), so it is refused on every route."""
+    seen: set[bytes] = set()
+    for name, _ in headers:
+        if name in SINGLE_HEADERS:
+            if name in seen:
+                header = name.decode()
+                return InvalidRequest(
+                    f"The {header} header was sent more than once; send it once",
+                    param=header,
+                    code="duplicate_header",
+                )
+            seen.add(name)
+    return None
 
 
 async def _send_stream(

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+DECISIONS = ("allowed", "refused", "error")
 FIELDS = ("decision", "model", "country", "jurisdiction", "backend", "rule")
 
 
@@ -41,3 +43,16 @@ class RecordFilter:
             if self.rule not in rules:
                 return False
         return True
+
+
+def stored_time(text: str) -> str:
+    """A date or an RFC 3339 time as the store keeps times (UTC, microseconds, `Z`), so that
+    they compare as text; raises `ValueError` for anything else."""
+    if len(text) == 10:
+        return dt.date.fromisoformat(text).isoformat() + "T00:00:00.000000Z"
+    if "T" not in text.upper():
+        raise ValueError(f"not an RFC 3339 date or time: {text!r}")
+    moment = dt.datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dt.UTC)
+    return moment.astimezone(dt.UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")

@@ -12,6 +12,7 @@ from gateway.audit.log import AuditLog
 from gateway.audit.signing import Signer, generate_private_key_pem, load_private_key
 from gateway.audit.store import AuditStore
 from gateway.audit.writer import AuditWriter
+from gateway.files import make_private_dirs
 from gateway.settings import Settings
 
 log = logging.getLogger("gateway.audit")
@@ -34,7 +35,7 @@ def signer_from_settings(settings: Settings) -> Signer:
         return Signer(load_private_key(settings.audit_signing_key.get_secret_value().encode()))
     path = settings.audit_signing_key_file
     if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
+        make_private_dirs(path.parent)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "wb") as out:
             out.write(generate_private_key_pem())

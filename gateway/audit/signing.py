@@ -2,7 +2,8 @@
 
 A checkpoint signs the canonical JSON of {log_id, size, root, time}. Its `key_id` (the first 16
 hex digits of the SHA-256 of the raw public key) lets a verifier tell a wrong key from a bad
-signature.
+signature. The same key signs tenant statements (`statement.py`), whose documents carry other
+keys, so neither kind of signature can stand for the other.
 """
 
 from __future__ import annotations
@@ -80,11 +81,16 @@ class Checkpoint:
         )
 
     def verify(self, key: Ed25519PublicKey) -> bool:
-        try:
-            key.verify(base64.b64decode(self.signature), canonical(self.signed_part()))
-        except (InvalidSignature, ValueError):
-            return False
-        return True
+        return signature_valid(key, self.signed_part(), self.signature)
+
+
+def signature_valid(key: Ed25519PublicKey, document: dict[str, Any], signature: str) -> bool:
+    """Whether `signature` (base64) signs the canonical JSON of `document` under `key`."""
+    try:
+        key.verify(base64.b64decode(signature), canonical(document))
+    except (InvalidSignature, ValueError):
+        return False
+    return True
 
 
 class Signer:
@@ -99,5 +105,8 @@ class Signer:
 
     def sign(self, log_id: str, size: int, root: bytes, time: str) -> Checkpoint:
         part = {"log_id": log_id, "size": size, "root": root.hex(), "time": time}
-        signature = base64.b64encode(self._key.sign(canonical(part))).decode()
-        return Checkpoint(log_id, size, root.hex(), time, self.key_id, signature)
+        return Checkpoint(log_id, size, root.hex(), time, self.key_id, self.signature(part))
+
+    def signature(self, document: dict[str, Any]) -> str:
+        """The base64 signature of the canonical JSON of `document`."""
+        return base64.b64encode(self._key.sign(canonical(document))).decode()

@@ -10,7 +10,6 @@ record off the SQLite thread and gave 2-7% more throughput (`bench/README.md`).
 
 from __future__ import annotations
 
-import os
 import secrets
 import sqlite3
 from collections.abc import Callable
@@ -28,6 +27,7 @@ from gateway.audit.store import (
     schema_sql,
     select_records,
 )
+from gateway.files import make_private_dirs, restrict, touch_private
 from gateway.worker_thread import WorkerThread
 
 T = TypeVar("T")
@@ -64,14 +64,15 @@ class SQLiteStore:
 
     async def open(self) -> None:
         def connect() -> None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            make_private_dirs(self.path.parent)
+            touch_private(self.path)  # SQLite gives its -wal and -shm files the database's mode
             db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=FULL")
             db.execute("PRAGMA busy_timeout=5000")
             db.executescript(SCHEMA)
             self._db = db
-            os.chmod(self.path, 0o600)
+            restrict(*(self.path.with_name(self.path.name + end) for end in ("-wal", "-shm")))
 
         await self._thread.run(connect)
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gateway.errors import AuthenticationFailed, PermissionDenied
-from gateway.policy.load import PolicyLoadError, load_file
+from gateway.policy.load import PolicyLoadError, Problem, load_file, locate
 from gateway.policy.schema import ApiKeyEntry, KeysFile, Role
 
 PREFIX = "sk-sgw-"
@@ -30,6 +30,49 @@ class Principal:
 
 class KeysFileError(PolicyLoadError):
     """The keys file does not validate; `problems` says where and why (file, line, field)."""
+
+
+def read_keys_file(path: Path, root: Path | None = None) -> list[ApiKeyEntry]:
+    """The entries of a keys file, each key id and each hash listed once; problems are named
+    relative to `root` (the policy directory)."""
+    root = root or path.parent
+    try:
+        entries = load_file(root, path, KeysFile).keys
+    except PolicyLoadError as exc:
+        raise KeysFileError(exc.problems) from exc
+    problems = _listed_twice(entries, root, path)
+    if problems:
+        raise KeysFileError(problems)
+    return entries
+
+
+def _listed_twice(entries: list[ApiKeyEntry], root: Path, path: Path) -> list[Problem]:
+    """A key id or hash listed twice: which entry holds would be a guess (a second entry with
+    `disabled: true` would not revoke the first), so the whole file is refused."""
+    label = str(path.relative_to(root)) if path.is_relative_to(root) else str(path)
+    problems: list[Problem] = []
+    ids: dict[str, int] = {}
+    hashes: dict[str, int] = {}
+    for i, entry in enumerate(entries):
+        for field, seen, what in (("id", ids, f"key id {entry.id}"), ("sha256", hashes, "hash")):
+            value = getattr(entry, field)
+            if value not in seen:
+                seen[value] = i
+                continue
+            first = seen[value]
+            line = locate(root, label, ("keys", str(first), field), "", "error").line
+            problems.append(
+                locate(
+                    root,
+                    label,
+                    ("keys", str(i), field),
+                    f"this {what} is already listed at line {line} (keys.{first},"
+                    f" key id {entries[first].id}); each key has one entry: to revoke a key,"
+                    " set `disabled: true` on that entry or remove it",
+                    "error",
+                )
+            )
+    return problems
 
 
 def hash_key(key: str) -> str:
@@ -57,11 +100,7 @@ class KeyStore:
     @classmethod
     def from_file(cls, path: Path, root: Path | None = None) -> KeyStore:
         """The keys of `path`, named relative to `root` (the policy directory) in problems."""
-        try:
-            entries = load_file(root or path.parent, path, KeysFile).keys
-        except PolicyLoadError as exc:
-            raise KeysFileError(exc.problems) from exc
-        return cls(entries, path)
+        return cls(read_keys_file(path, root), path)
 
     def swap(self, reloaded: KeyStore) -> None:
         """Take the keys of `reloaded` all at once: a key removed or disabled is refused from the

@@ -10,18 +10,37 @@ Cases go through `CompiledPolicy.route`, the same lookup the gateway does per re
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
+import difflib
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from pydantic import Field
 
 from gateway.errors import GatewayError
-from gateway.policy.compile import CompiledPolicy, Route
-from gateway.policy.load import PolicySet, load_file
-from gateway.policy.schema import Place, Strict
+from gateway.policy.compile import DATA_CLASS_PREFIX, CompiledPolicy, Route
+from gateway.policy.iso3166 import ISO_3166_ALPHA2, did_you_mean
+from gateway.policy.load import PolicySet, Problem, load_file, locate
+from gateway.policy.schema import AttestationKind, Place, Strict
 
 CASES_DIR = "tests"
+
+# the rules a decision reports, by name (what `refused_by` names): the allow-list, then each rule
+# of the tenant; a data class's own rules carry its name as a prefix, as DATA_CLASS_PREFIX says
+RULES_OF_A_RULE_SET = (
+    "inference_country",
+    "operator_control",
+    "weights_origin",
+    "open_weights",
+    "self_hosted",
+    *(f"attestation:{kind.value}" for kind in AttestationKind),
+)
+
+
+def rule_names(data_classes: Iterable[str]) -> list[str]:
+    """Every rule name a decision for a tenant with these data classes can report."""
+    prefixed = [DATA_CLASS_PREFIX.format(c) + r for c in data_classes for r in RULES_OF_A_RULE_SET]
+    return ["model_allowlist", *RULES_OF_A_RULE_SET, *prefixed]
 
 
 class Expect(Strict):
@@ -77,6 +96,59 @@ def load_cases(directory: Path) -> list[tuple[str, CaseFile]]:
         (str(p.relative_to(directory)), load_file(directory, p, CaseFile))
         for p in case_files(directory)
     ]
+
+
+def check_cases(
+    directory: Path, policy: PolicySet, files: list[tuple[str, CaseFile]]
+) -> list[Problem]:
+    """Names in the cases that refer to nothing (a deployment, a rule, a country or group): such
+    a case would fail, or pass, for the wrong reason."""
+    deployments = [d.id for d in policy.catalog.deployments]
+    problems: list[Problem] = []
+    for label, case_file in files:
+        for i, case in enumerate(case_file.cases):
+            base = ("cases", str(i), "expect")
+            tenant = policy.tenants.get(case.tenant)
+            rules = rule_names(tenant.data_classes if tenant is not None else ())
+            for loc, name in _named(case.expect, "refused_by"):
+                if name not in rules:
+                    message = (
+                        f"unknown rule {name!r}{_guess(name, rules)}; rules are model_allowlist,"
+                        " inference_country, operator_control, weights_origin, open_weights,"
+                        " self_hosted, attestation:KIND and data_class[CLASS].RULE"
+                    )
+                    problems.append(locate(directory, label, (*base, *loc), message, "error"))
+            for field in ("first", "deployments", "includes", "excludes"):
+                for loc, name in _named(case.expect, field):
+                    if name not in deployments:
+                        message = (
+                            f"unknown deployment {name!r}{_guess(name, deployments)}"
+                            " (a deployment is written model@backend)"
+                        )
+                        problems.append(locate(directory, label, (*base, *loc), message, "error"))
+            for loc, place in _named(case.expect, "countries"):
+                if place not in ISO_3166_ALPHA2 and place not in policy.groups:
+                    message = (
+                        f"{place!r} is neither an ISO 3166-1 code nor a known group"
+                        + did_you_mean(place)
+                    )
+                    problems.append(locate(directory, label, (*base, *loc), message, "error"))
+    return problems
+
+
+def _named(expect: Expect, field: str) -> Iterator[tuple[tuple[str, ...], str]]:
+    """(location, name) of each name an `expect` field holds (one name, or a list)."""
+    value = getattr(expect, field)
+    if isinstance(value, str):
+        yield (field,), value
+    elif value is not None:
+        for i, name in enumerate(value):
+            yield (field, str(i)), name
+
+
+def _guess(name: str, known: list[str]) -> str:
+    close = difflib.get_close_matches(name, known, n=1)
+    return f"; did you mean {close[0]!r}?" if close else ""
 
 
 def run_cases(

@@ -40,6 +40,7 @@ class Route:
     revision: str
     eligible: tuple[Deployment, ...]
     compiled: CompiledPolicy
+    allow_listed: bool = True  # some requested model is on the tenant's allow-list
 
     @property
     def candidates(self) -> tuple[CandidateResult, ...]:
@@ -101,6 +102,7 @@ class CompiledPolicy:
             revision=self.revision,
             eligible=self._eligible(table, models, table.masks[data_class]),
             compiled=self,
+            allow_listed=any(model in table.allowed for model in models),
         )
         if len(self._routes) >= ROUTE_CACHE_SIZE:
             self._routes.clear()

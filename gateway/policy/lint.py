@@ -2,8 +2,11 @@
 
 - an entry of a tenant's allowed models (a name, or a pattern of which no match) or an alias that
   no deployment can serve under the tenant's rules;
+- an allow-list pattern that admits models of more than one developer or weights origin (a model
+  added to the catalog later joins it unseen);
 - names that refer to nothing: model patterns matching no model, alias targets that are not
   models or not allowed, API keys of tenants that do not exist;
+- (an error) a keys file that does not validate, or lists a key id or hash twice;
 - attestations that expire within `EXPIRY_WARNING_DAYS` days, or have expired.
 """
 
@@ -11,16 +14,16 @@ from __future__ import annotations
 
 import datetime as dt
 import fnmatch
+from collections.abc import Mapping
 from pathlib import Path
 
-import yaml
-from pydantic import ValidationError
-
+from gateway.auth.keys import KeysFileError, read_keys_file
 from gateway.policy.compile import CompiledPolicy
 from gateway.policy.load import Problem, locate
-from gateway.policy.schema import KeysFile
+from gateway.policy.schema import Model
 
 EXPIRY_WARNING_DAYS = 30
+MIXED_LISTED = 6  # models named in a warning about a pattern that mixes developers or origins
 
 
 def lint(directory: Path, compiled: CompiledPolicy, keys_file: Path | None = None) -> list[Problem]:
@@ -36,6 +39,10 @@ def lint(directory: Path, compiled: CompiledPolicy, keys_file: Path | None = Non
         for i, pattern in enumerate(tenant.models):
             if not any(fnmatch.fnmatchcase(m, pattern) for m in models):
                 warn(label, ("models", str(i)), f"{pattern!r} matches no model in the catalog")
+        for i, pattern in enumerate(tenant.models):
+            mixed = _mixed_origins(pattern, models)
+            if mixed:
+                warn(label, ("models", str(i)), mixed)
         for alias, targets in tenant.aliases.items():
             if alias in models:
                 warn(label, ("aliases", alias), f"alias {alias!r} hides the model of that name")
@@ -68,6 +75,28 @@ def lint(directory: Path, compiled: CompiledPolicy, keys_file: Path | None = Non
     return problems
 
 
+def _mixed_origins(pattern: str, models: Mapping[str, Model]) -> str | None:
+    """A warning when one pattern admits models of more than one developer or weights origin:
+    a model added to the catalog later joins every allow-list whose pattern it matches (the
+    pattern `*` alone says "every model" and is not warned about)."""
+    if pattern == "*" or not any(c in pattern for c in "*?["):
+        return None
+    matched = sorted(m for m in models if fnmatch.fnmatchcase(m, pattern))
+    developers = {models[m].developer.strip().casefold() for m in matched}
+    origins = {models[m].developer_country for m in matched}
+    if len(developers) < 2 and len(origins) < 2:
+        return None
+    listed = "; ".join(
+        f"{m} ({models[m].developer}, {models[m].developer_country or 'origin not recorded'})"
+        for m in matched[:MIXED_LISTED]
+    )
+    more = f"; and {len(matched) - MIXED_LISTED} more" if len(matched) > MIXED_LISTED else ""
+    return (
+        f"{pattern!r} admits models of {len(developers)} developer(s) and {len(origins)} weights"
+        f" origin(s): {listed}{more}; list the models by name, or narrow the pattern"
+    )
+
+
 def _expiring(directory: Path, compiled: CompiledPolicy) -> list[Problem]:
     today = compiled.compiled_on
     soon = today + dt.timedelta(days=EXPIRY_WARNING_DAYS)
@@ -93,13 +122,13 @@ def _keys(directory: Path, keys_file: Path, compiled: CompiledPolicy) -> list[Pr
         else str(keys_file)
     )
     try:
-        keys = KeysFile.model_validate(yaml.safe_load(keys_file.read_text(encoding="utf-8"))).keys
-    except (OSError, yaml.YAMLError, ValidationError) as exc:
-        return [Problem(label, None, "-", f"cannot read the keys file: {exc}", "error")]
+        keys = read_keys_file(keys_file, directory)
+    except KeysFileError as exc:
+        return list(exc.problems)
     return [
         locate(
-            keys_file.parent,
-            keys_file.name,
+            directory,
+            label,
             ("keys", str(i), "tenant"),
             f"key {entry.id} belongs to tenant {entry.tenant!r}, which has no policy",
             "warning",

@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from gateway.policy.iso3166 import ISO_3166_ALPHA2
+from gateway.policy.iso3166 import ISO_3166_ALPHA2, did_you_mean
 from gateway.policy.schema import (
     GROUP_PATTERN,
     Backend,
@@ -227,6 +227,10 @@ def _line_of(node: yaml.Node | None, loc: Sequence[str]) -> int | None:
     return line
 
 
+def _not_iso(code: str) -> str:
+    return f"{code!r} is not ISO 3166-1{did_you_mean(code)}"
+
+
 def _flatten_groups(
     groups: dict[str, CountryGroup], src: _Source, problems: list[Problem]
 ) -> dict[str, frozenset[str]]:
@@ -242,9 +246,7 @@ def _flatten_groups(
             )
         for i, code in enumerate(group.countries):
             if code not in ISO_3166_ALPHA2:
-                problems.append(
-                    _at(src, ("groups", name, "countries", str(i)), f"{code!r} is not ISO 3166-1")
-                )
+                problems.append(_at(src, ("groups", name, "countries", str(i)), _not_iso(code)))
         for i, inc in enumerate(group.include):
             if inc not in groups:
                 problems.append(
@@ -292,22 +294,20 @@ def _check_catalog(catalog: Catalog, src: _Source, problems: list[Problem]) -> N
     for name, backend in catalog.backends.items():
         base = ("backends", name)
         if backend.country not in ISO_3166_ALPHA2:
-            problems.append(_at(src, (*base, "country"), f"{backend.country!r} is not ISO 3166-1"))
+            problems.append(_at(src, (*base, "country"), _not_iso(backend.country)))
         chain = [("operator", "jurisdiction")] + [
             ("operator", "parents", str(i), "jurisdiction")
             for i in range(len(backend.operator.parents))
         ]
         for loc, code in zip(chain, backend.operator.control_chain(), strict=True):
             if code not in ISO_3166_ALPHA2:
-                problems.append(_at(src, (*base, *loc), f"{code!r} is not ISO 3166-1"))
+                problems.append(_at(src, (*base, *loc), _not_iso(code)))
         if backend.kind == "litellm":
             _check_provider(backend, src, base, problems)
     for name, model in catalog.models.items():
         origin = model.developer_country
         if origin is not None and origin not in ISO_3166_ALPHA2:
-            problems.append(
-                _at(src, ("models", name, "developer_country"), f"{origin!r} is not ISO 3166-1")
-            )
+            problems.append(_at(src, ("models", name, "developer_country"), _not_iso(origin)))
     seen: set[str] = set()
     for i, dep in enumerate(catalog.deployments):
         base = ("deployments", str(i))
@@ -335,7 +335,8 @@ def _check_tenant(
                             _at(
                                 src,
                                 (*base, rule_name, kind, str(i)),
-                                f"{place!r} is neither an ISO 3166-1 code nor a known group",
+                                f"{place!r} is neither an ISO 3166-1 code nor a known group"
+                                + did_you_mean(place),
                             )
                         )
 

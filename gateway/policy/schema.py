@@ -258,7 +258,12 @@ class TenantAudit(Strict):
 class Tenant(Strict):
     tenant: Name
     description: str = ""
-    models: list[str] = Field(min_length=1, description="allowed public model names; globs allowed")
+    models: list[str] = Field(
+        min_length=1,
+        description="allowed catalog model names, or patterns matched as fnmatch does against the"
+        " whole name, case-sensitive: * any run of characters (. and - included), ? one"
+        " character, [seq] / [!seq] one character in / not in seq",
+    )
     aliases: dict[Name, list[Name]] = {}
     rules: Rules = Rules()
     data_classes: dict[Name, DataClass] = {}

@@ -139,9 +139,6 @@ class LiteLLMUpstream:
             raise _translate(exc, self.name) from exc
         return _LiteLLMStream(response, self.name)
 
-    async def get(self, path: str) -> UpstreamReply:
-        raise NotImplementedByUpstream(f"{self.name} (litellm) has no GET {path}")
-
     async def aclose(self) -> None:
         return None
 

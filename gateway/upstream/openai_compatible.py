@@ -1,6 +1,6 @@
 """OpenAI-compatible upstreams (vLLM, most EU providers): bytes in, bytes out, a pooled client.
 
-The upstream leg runs on the gateway's own HTTP/1.1 client (`http1.py`); its transport errors
+The upstream leg runs on the gateway's own HTTP/1.1 client (`http1/`); its transport errors
 are translated here, at the boundary, into the gateway's errors.
 """
 
@@ -65,9 +65,9 @@ class OpenAICompatibleUpstream:
             ssl_context=ssl_context,
         )
 
-    async def _open(self, method: str, path: str, body: bytes | None, whole: bool) -> Response:
+    async def _open(self, path: str, body: bytes, whole: bool) -> Response:
         try:
-            response = await self._client.request(method, path, body, whole=whole)
+            response = await self._client.request("POST", path, body, whole=whole)
         except HTTPClientError as exc:
             raise _translate(exc, self.name, "failed") from exc
         if response.status >= 400:
@@ -81,13 +81,7 @@ class OpenAICompatibleUpstream:
         return response
 
     async def send(self, path: str, body: bytes) -> UpstreamReply:
-        return await self._request("POST", path, body)
-
-    async def get(self, path: str) -> UpstreamReply:
-        return await self._request("GET", path, None)
-
-    async def _request(self, method: str, path: str, body: bytes | None) -> UpstreamReply:
-        response = await self._open(method, path, body, whole=True)
+        response = await self._open(path, body, whole=True)
         try:
             data = await response.read()
         except HTTPClientError as exc:
@@ -97,7 +91,7 @@ class OpenAICompatibleUpstream:
         return UpstreamReply(response.status, data, response.content_type)
 
     async def stream(self, path: str, body: bytes) -> _Stream:
-        return _Stream(await self._open("POST", path, body, whole=False), self.name)
+        return _Stream(await self._open(path, body, whole=False), self.name)
 
     async def aclose(self) -> None:
         await self._client.aclose()

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import importlib.util
 import os
-from collections.abc import Callable
 from pathlib import Path
 
 from gateway.errors import NotImplementedByUpstream
@@ -20,7 +19,6 @@ from gateway.upstream.base import Upstream
 from gateway.upstream.openai_compatible import OpenAICompatibleUpstream, Timeouts
 from gateway.upstream.tls import ClientContexts
 
-UpstreamFactory = Callable[[str, Backend], Upstream]
 PROVIDERS_EXTRA = "pip install 'sovereign-gateway[providers]'"
 
 

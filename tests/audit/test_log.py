@@ -64,7 +64,10 @@ async def _export(url: str, log_id: str = "replica-a", tenant: str | None = None
     await store.open()
     try:
         if tenant:
-            return [line.rstrip(b"\n") for line in await export_tenant(store, log_id, tenant)]
+            lines = await export_tenant(
+                store, log_id, tenant, SIGNER, "2026-12-01T00:00:00.000000Z"
+            )
+            return [line.rstrip(b"\n") for line in lines]
         return [line.rstrip(b"\n") for line in await export_log(store, log_id)]
     finally:
         await store.aclose()
@@ -126,11 +129,13 @@ def test_each_kind_of_tampering_is_named(store_url: str, tmp_path: Path) -> None
 
     final = Checkpoint.from_json(orjson.loads(lines[-1])["checkpoint"])
     assert final.size == 12
-    truncated = lines[: records[9]]  # the tail and its checkpoints are gone
-    assert verify(truncated).ok  # alone, a cut tail looks like an older log...
+    truncated = lines[: records[10]]  # the tail after the checkpoint of size 10 is gone
+    assert verify(truncated).ok  # alone, a tail cut at a checkpoint looks like an older log...
     report = verify(truncated, held=[final])  # ...but not to an auditor who holds a checkpoint
     assert kinds(report) == ["truncated"]
-    assert "ends at 9 records, but you hold a checkpoint of size 12" in str(report.failures[0])
+    assert "ends at 10 records, but you hold a checkpoint of size 12" in str(report.failures[0])
+    # cut between checkpoints, the records after the last one are vouched for by nothing
+    assert kinds(verify(lines[: records[9]])) == ["unsigned"]
 
     other = Ed25519PrivateKey.generate().public_key()
     assert set(kinds(verify(lines, key=other))) == {"wrong_key"}

@@ -119,3 +119,64 @@ def test_provider_backends_name_what_they_need(policies: Path) -> None:
         f"catalog.yaml:{backend}: error: backends.bedrock-frankfurt.region: "
         "a bedrock backend needs `region`"
     )
+
+
+@pytest.mark.parametrize(
+    ("file", "old", "new", "field", "message"),
+    [
+        (
+            "tenants/eu-bank.yaml",
+            "deny: [US, CN]",
+            "deny: [US, UK]",
+            "rules.operator_control.deny.1",
+            "'UK' is neither an ISO 3166-1 code nor a known group; did you mean 'GB'?"
+            " (UK is reserved in ISO 3166-1; the United Kingdom is GB)",
+        ),
+        (
+            "groups.yaml",
+            "FI, FR, DE, GR, HU",
+            "FI, FR, DE, EL, HU",
+            "groups.EU.countries.11",
+            "'EL' is not ISO 3166-1; did you mean 'GR'?"
+            " (EL is the EU's abbreviation for Greece; ISO 3166-1 uses GR)",
+        ),
+        (
+            "catalog.yaml",
+            "    country: SE\n",
+            "    country: SWE\n",
+            "backends.azure-sweden.country",
+            "'SWE' is not ISO 3166-1; did you mean 'SE'? (SWE is alpha-3; policies use alpha-2 codes)",
+        ),
+        (
+            "catalog.yaml",
+            "parents: [{name: United Internet AG, jurisdiction: DE}]",
+            "parents: [{name: United Internet AG, jurisdiction: DEU}]",
+            "backends.ionos-berlin.operator.parents.0.jurisdiction",
+            "'DEU' is not ISO 3166-1; did you mean 'DE'? (DEU is alpha-3; policies use alpha-2 codes)",
+        ),
+        (
+            "tenants/fr-public-body.yaml",
+            "inference_country: {allow: [FR]}",
+            "inference_country: {allow: [fra]}",
+            "rules.inference_country.allow.0",
+            "'FRA' is neither an ISO 3166-1 code nor a known group; did you mean 'FR'?"
+            " (FRA is alpha-3; policies use alpha-2 codes)",
+        ),
+    ],
+)
+def test_a_country_error_says_what_was_probably_meant(
+    policies: Path, file: str, old: str, new: str, field: str, message: str
+) -> None:
+    path = policies / file
+    assert old in path.read_text()
+    path.write_text(path.read_text().replace(old, new, 1))
+    changed = new.strip().splitlines()[0]
+    line = next(i for i, t in enumerate(path.read_text().splitlines(), 1) if changed in t)
+    assert _problems(policies) == [f"{file}:{line}: error: {field}: {message}"]
+
+
+def test_a_code_that_is_nothing_gets_no_guess(policies: Path) -> None:
+    path = policies / "tenants" / "eu-bank.yaml"
+    path.write_text(path.read_text().replace("deny: [US, CN]", "deny: [US, XX]"))
+    [problem] = _problems(policies)
+    assert problem.endswith("'XX' is neither an ISO 3166-1 code nor a known group")

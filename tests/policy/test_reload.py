@@ -210,6 +210,34 @@ def test_a_broken_keys_file_keeps_the_keys_and_the_policy_in_force(
 
 
 @pytest.mark.usefixtures("originals")
+def test_a_key_listed_twice_refuses_the_reload(
+    gateways: tuple[Gateway, Gateway], dirs: tuple[PolicyDir, Path]
+) -> None:
+    """A second entry with `disabled: true` would leave the first in force: the reload is refused
+    and says where, and the policy and the keys in force stay."""
+    gw, _ = gateways
+    before, failed = revision(gw), reloads(gw)["failed"]
+    restrict_acme(dirs[0].path)  # a valid policy change, in the same reload as the bad keys
+    keys_file = dirs[0].path / "keys.yaml"
+    data = yaml.safe_load(keys_file.read_text())
+    acme = next(k for k in data["keys"] if k["id"] == "demoacme")
+    data["keys"].append({**acme, "disabled": True})
+    keys_file.write_text(yaml.safe_dump(data, sort_keys=False))
+    wait_for(lambda: reloads(gw)["failed"] > failed)
+    state = admin(gw, "GET", "/admin/policy").json()
+    assert state["revision"] == before and state["last_reload"]["ok"] is False
+    assert any(
+        re.match(
+            r"keys\.yaml:\d+: error: keys\.\d+\.id: this key id demoacme is already listed at"
+            r" line \d+ \(keys\.\d+, key id demoacme\)",
+            p,
+        )
+        for p in state["last_reload"]["problems"]
+    ), state["last_reload"]["problems"]
+    assert chat(gw, ACME, "gpt-4o").status_code == 200  # the old keys, the old policy
+
+
+@pytest.mark.usefixtures("originals")
 def test_admin_reload_and_its_refusal(
     gateways: tuple[Gateway, Gateway], dirs: tuple[PolicyDir, Path]
 ) -> None:

@@ -5,12 +5,10 @@ idle connection, the pool's limit, and a slow reader holding a fast stream."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime as dt
 import ipaddress
 import socket
 import ssl
-from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -26,66 +24,9 @@ from gateway.upstream.http1 import (
     HTTPClient,
     ReadTimeout,
 )
+from tests.upstream.scripted import client, json_reply, read_request, server
 
 pytestmark = pytest.mark.anyio
-
-Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
-
-
-async def read_request(reader: asyncio.StreamReader) -> tuple[bytes, bytes]:
-    head = await reader.readuntil(b"\r\n\r\n")
-    length = 0
-    for line in head.split(b"\r\n"):
-        if line.lower().startswith(b"content-length:"):
-            length = int(line.split(b":", 1)[1])
-    return head, await reader.readexactly(length)
-
-
-def json_reply(body: bytes, extra: bytes = b"") -> bytes:
-    return (
-        b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
-        + extra
-        + b"content-length: "
-        + str(len(body)).encode()
-        + b"\r\n\r\n"
-        + body
-    )
-
-
-@contextlib.asynccontextmanager
-async def server(handler: Handler) -> AsyncIterator[tuple[str, list[int]]]:
-    """A server on a free loopback port; yields its URL and the peer port of each connection."""
-    peers: list[int] = []
-
-    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        peers.append(writer.get_extra_info("peername")[1])
-        try:
-            await handler(reader, writer)
-        except (asyncio.IncompleteReadError, ConnectionError):
-            pass
-        finally:
-            writer.close()
-
-    srv = await asyncio.start_server(serve, "127.0.0.1", 0)
-    port = srv.sockets[0].getsockname()[1]
-    try:
-        yield f"http://127.0.0.1:{port}/v1", peers
-    finally:
-        srv.close()
-        await srv.wait_closed()
-
-
-def client(url: str, **overrides: float) -> HTTPClient:
-    settings = {"pool_size": 4, "connect_s": 1.0, "first_byte_s": 1.0, "idle_s": 1.0}
-    settings.update(overrides)
-    return HTTPClient(
-        url,
-        pool_size=int(settings["pool_size"]),
-        connect_s=settings["connect_s"],
-        first_byte_s=settings["first_byte_s"],
-        idle_s=settings["idle_s"],
-        headers={"content-type": "application/json", "authorization": "Bearer upstream-key"},
-    )
 
 
 async def test_requests_reuse_one_connection_and_carry_the_fixed_headers() -> None:
@@ -397,3 +338,47 @@ async def test_https_upstreams_are_verified_against_the_trusted_certificates(
     finally:
         srv.close()
         await srv.wait_closed()
+
+
+async def test_a_stream_paused_on_its_last_read_leaves_its_connection_fit_for_the_next() -> None:
+    body = b"x" * (HIGH_WATER + 1)  # only the read that brings the last byte crosses the mark
+
+    async def keep_alive(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n" % len(body) + body)
+        await writer.drain()
+        await read_request(reader)
+        writer.write(json_reply(b'{"second":true}'))
+        await writer.drain()
+        await reader.read()
+
+    async with server(keep_alive) as (url, peers):
+        http = client(url)
+        response = await http.request("POST", "/x", b"{}")
+        await asyncio.sleep(0.2)  # the whole body arrives while nobody reads it
+        assert b"".join([c async for c in response.chunks()]) == body
+        second = await asyncio.wait_for(http.request("POST", "/x", b"{}", whole=True), 2.0)
+        assert await second.read() == b'{"second":true}'
+        await http.aclose()
+    assert len(peers) == 1  # the same connection carried both
+
+
+def test_the_package_exports_the_names_the_gateway_imports() -> None:
+    import gateway.upstream.http1 as package
+
+    assert sorted(package.__all__) == sorted(
+        [
+            "HIGH_WATER",
+            "LOW_WATER",
+            "MAX_IDLE",
+            "ConnectFailed",
+            "ConnectionBroken",
+            "HTTPClient",
+            "HTTPClientError",
+            "Origin",
+            "Pool",
+            "ReadTimeout",
+            "Response",
+        ]
+    )
+    assert all(getattr(package, name) is not None for name in package.__all__)
