@@ -39,7 +39,8 @@ from gateway.routing.monitor import BackendMonitor
 from gateway.routing.select import PriorityLeastLoaded
 from gateway.settings import Settings
 from gateway.upstream.openai_compatible import Timeouts
-from gateway.upstream.registry import Upstreams
+from gateway.upstream.registry import Upstreams, check_extras
+from gateway.upstream.tls import ClientContexts
 
 
 def _today() -> dt.date:
@@ -62,7 +63,10 @@ def build_components(settings: Settings) -> Components:
         first_byte_s=settings.first_byte_timeout_s,
         idle_s=settings.idle_timeout_s,
     )
-    upstreams = Upstreams(timeouts, settings.pool_size_per_backend)
+    check_extras(policy.current.policy.catalog)
+    tls = ClientContexts(settings.policy_dir)
+    tls.prepare(policy.current.policy.catalog.backends)
+    upstreams = Upstreams(timeouts, settings.pool_size_per_backend, tls)
     limiter = MemoryLimiter()
 
     def check_limits(principal: Principal, compiled: CompiledPolicy) -> None:
@@ -85,6 +89,7 @@ def build_components(settings: Settings) -> Components:
         settings.health_probe_interval_s,
         settings.vllm_metrics_interval_s,
         settings.health_probe_timeout_s,
+        tls.for_backend,
     )
     audit = build_audit(settings, metrics.audit_batch_committed)
     observer = RequestObserver(metrics, settings.access_log)

@@ -1,4 +1,5 @@
-"""The command line: `sovereign-gateway serve | demo | simulate | keys ... | policy ...`."""
+"""The command line: `sovereign-gateway init | serve | demo | simulate | keys ... | policy ... |
+audit ... | deploy ...`."""
 
 from __future__ import annotations
 
@@ -8,14 +9,14 @@ import contextlib
 import ipaddress
 import logging
 import signal
-import socket
-import subprocess
+import ssl
 import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
 
 from gateway.cli_audit import add_audit_commands
+from gateway.cli_deploy import add_deploy_commands
+from gateway.cli_init import add_init_command, missing_policy_dir
 from gateway.cli_keys import add_keys_commands
 from gateway.cli_policy import add_policy_commands
 from gateway.policy.load import load_policy_dir
@@ -45,32 +46,43 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--with-simulators",
         action="store_true",
-        help="also start simulated vLLM backends for the catalog's loopback URLs",
+        help="also start simulated vLLM backends for the catalog's loopback URLs, on free ports",
+    )
+    serve.add_argument(
+        "--simulator-base-port",
+        type=int,
+        help="with --with-simulators: listen on this port and the next ones instead of free ones",
     )
     serve.set_defaults(func=_serve)
 
     demo = sub.add_parser("demo", help="a scripted tour through the official OpenAI SDK")
     demo.add_argument("--base-url", help="use a running gateway instead of starting one")
-    demo.add_argument("--policy-dir", type=Path, default=Path("policies"))
+    demo.add_argument(
+        "--policy-dir", type=Path, help="default: the example policies shipped with the package"
+    )
     demo.set_defaults(func=_demo)
 
     simulate = sub.add_parser("simulate", help="run simulated vLLM backends (tests and demos)")
     simulate.add_argument("--policy-dir", type=Path, default=Path("policies"))
+    simulate.add_argument("--tls-cert", type=Path, help="serve HTTPS with this certificate")
+    simulate.add_argument("--tls-key", type=Path)
+    simulate.add_argument("--tls-client-ca", type=Path, help="require client certificates")
     simulate.set_defaults(func=_simulate)
 
     add_keys_commands(sub)
+    add_init_command(sub)
     add_policy_commands(sub)
     add_audit_commands(sub)
+    add_deploy_commands(sub)
     return parser
 
 
 def _serve(args: argparse.Namespace) -> int:
-    import uvicorn
-
     from gateway.app import create_app
-    from gateway.asgi.connections import guarded_protocol, reserve_descriptors
     from gateway.keys_error import startup_error
+    from gateway.listener import serve
     from gateway.observability.logs import configure_logging
+    from gateway.simulator.launch import Simulators, SimulatorsFailed, start_simulators
 
     settings = load_settings(
         args.config,
@@ -79,42 +91,35 @@ def _serve(args: argparse.Namespace) -> int:
         policy_dir=args.policy_dir,
         log_level=args.log_level,
     )
+    if (problem := missing_policy_dir(settings.policy_dir)) is not None:
+        print(problem, file=sys.stderr)
+        return 2
     configure_logging(settings.log_level, settings.log_format)
     _warn_open_metrics(settings)
-    try:
-        app = create_app(settings)
-    except Exception as exc:  # reported, then the process exits non-zero
-        message = startup_error(exc)
-        if message is None:
-            raise
-        print(message, file=sys.stderr)
-        return 2
-    simulators: subprocess.Popen[bytes] | None = None
+    simulators: Simulators | None = None
     # uvicorn re-raises SIGTERM after its graceful shutdown; turn that into SystemExit so that the
     # `finally` below still stops the simulated backends instead of leaving them orphaned
     signal.signal(signal.SIGTERM, _exit_on_signal)
-    if args.with_simulators:
-        simulators = _start_simulators(settings.policy_dir)
     try:
-        config = uvicorn.Config(
-            app,
-            host=settings.host,
-            port=settings.port,
-            log_level=settings.log_level,
-            log_config=None,  # configure_logging below: our JSON lines for uvicorn's logs too
-            access_log=False,
-            loop="uvloop",
-            http=guarded_protocol(
-                settings.header_timeout_s, reserve_descriptors(settings.max_connections)
-            ),
-            server_header=False,
-            proxy_headers=False,  # nothing reads the client's address; one ASGI layer less
-        )
-        uvicorn.Server(config).run()
+        if args.with_simulators:
+            try:
+                simulators = start_simulators(settings.policy_dir, args.simulator_base_port)
+            except SimulatorsFailed as exc:
+                print(f"error: {exc}", file=sys.stderr)
+                return 1
+            settings = settings.model_copy(update={"policy_dir": simulators.policy_dir})
+        try:
+            app = create_app(settings)
+        except Exception as exc:  # reported, then the process exits non-zero
+            message = startup_error(exc)
+            if message is None:
+                raise
+            print(message, file=sys.stderr)
+            return 2
+        serve(app, settings)
     finally:
         if simulators is not None:
-            simulators.terminate()
-            simulators.wait(timeout=10)
+            simulators.stop()
     return 0
 
 
@@ -139,38 +144,39 @@ def _exit_on_signal(signum: int, frame: object) -> None:
     raise SystemExit(128 + signum)
 
 
-def _start_simulators(policy_dir: Path) -> subprocess.Popen[bytes]:
-    from gateway.simulator.catalog import simulated_backends
-
-    specs = simulated_backends(load_policy_dir(policy_dir).catalog)
-    process = subprocess.Popen(
-        [sys.executable, "-m", "gateway", "simulate", "--policy-dir", str(policy_dir)]
-    )
-    deadline = time.monotonic() + 20
-    for _, port, _ in specs:
-        while True:
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
-                break
-            if time.monotonic() > deadline or process.poll() is not None:
-                process.terminate()
-                raise SystemExit(f"simulated backend on port {port} did not start")
-            time.sleep(0.05)
-    return process
-
-
 def _simulate(args: argparse.Namespace) -> int:
     from gateway.simulator.catalog import simulated_backends
-    from gateway.simulator.server import run_backends
+    from gateway.simulator.launch import READY
+    from gateway.simulator.server import SimulatorBindError, run_backends
 
+    if (problem := missing_policy_dir(args.policy_dir)) is not None:
+        print(problem, file=sys.stderr)
+        return 2
     specs = simulated_backends(load_policy_dir(args.policy_dir).catalog)
     for name, port, models in specs:
         print(f"simulated {name} on 127.0.0.1:{port} serving {', '.join(models)}", flush=True)
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(run_backends(specs))
+    context = None
+    if args.tls_cert is not None:
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=args.tls_client_ca)
+        context.load_cert_chain(args.tls_cert, args.tls_key)
+        context.verify_mode = ssl.CERT_REQUIRED if args.tls_client_ca else ssl.CERT_NONE
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(
+                run_backends(specs, on_ready=lambda: print(READY, flush=True), ssl_context=context)
+            )
+    except SimulatorBindError as exc:
+        print(f"error: {exc}", flush=True)
+        return 1
     return 0
 
 
 def _demo(args: argparse.Namespace) -> int:
+    from gateway.bundled import EXAMPLE_POLICIES, bundled
     from gateway.demo import run_demo
 
-    return run_demo(args.base_url, args.policy_dir)
+    policy_dir = args.policy_dir or bundled(EXAMPLE_POLICIES)
+    if (problem := missing_policy_dir(policy_dir)) is not None:
+        print(problem, file=sys.stderr)
+        return 2
+    return run_demo(args.base_url, policy_dir)

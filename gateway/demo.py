@@ -8,10 +8,12 @@ anything it shows does not hold.
 from __future__ import annotations
 
 import contextlib
+import os
 import random
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -75,7 +77,15 @@ def wait_ready(
 
 @contextlib.contextmanager
 def running_gateway(policy_dir: Path) -> Iterator[str]:
+    """The gateway and its simulated backends on free ports, its audit log in a temporary
+    directory: the demo leaves nothing behind in the directory it was started from."""
     port = free_port()
+    state = tempfile.TemporaryDirectory(prefix="sovereign-gateway-demo-")
+    env = {
+        **os.environ,
+        "SGW_AUDIT_STORE": f"sqlite:{Path(state.name) / 'audit.sqlite3'}",
+        "SGW_AUDIT_SIGNING_KEY_FILE": str(Path(state.name) / "audit-signing-key.pem"),
+    }
     cmd = [
         sys.executable,
         "-m",
@@ -89,7 +99,7 @@ def running_gateway(policy_dir: Path) -> Iterator[str]:
         "--log-level",
         "warning",
     ]
-    process = subprocess.Popen(cmd)
+    process = subprocess.Popen(cmd, env=env)
     try:
         base = f"http://127.0.0.1:{port}"
         wait_ready(base, process=process)
@@ -97,6 +107,7 @@ def running_gateway(policy_dir: Path) -> Iterator[str]:
     finally:
         process.terminate()
         process.wait(timeout=10)
+        state.cleanup()
 
 
 class Tour:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from gateway.auth.keys import KeysFileError
 from gateway.policy.load import PolicyLoadError
+from gateway.upstream.registry import MissingExtra
+from gateway.upstream.tls import BackendTLSError
 
 
 def startup_error(exc: Exception) -> str | None:
@@ -11,4 +13,6 @@ def startup_error(exc: Exception) -> str | None:
         return "the keys file does not validate:\n" + "\n".join(str(p) for p in exc.problems)
     if isinstance(exc, PolicyLoadError):
         return "the policy does not validate:\n" + "\n".join(str(p) for p in exc.problems)
+    if isinstance(exc, MissingExtra | BackendTLSError):
+        return str(exc)
     return None

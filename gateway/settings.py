@@ -1,24 +1,32 @@
 """Settings: the only module that reads the environment.
 
 Precedence, highest first: explicit overrides (command-line flags), environment variables prefixed
-`SGW_`, the YAML config file (`SGW_CONFIG_FILE` or `--config`), the defaults below.
+`SGW_`, the YAML config file (`--config`, `SGW_CONFIG_FILE`, or `sovereign-gateway.yaml` in the
+current directory), the defaults below. Relative paths in the YAML file are taken from the file's
+directory, so a directory made by `sovereign-gateway init` works from wherever it is started.
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field, SecretStr
-from pydantic_settings import (
-    BaseSettings,
-    PydanticBaseSettingsSource,
-    SettingsConfigDict,
-    YamlConfigSettingsSource,
-)
+import yaml
+from pydantic import Field, SecretStr, model_validator
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 ENV_PREFIX = "SGW_"
+SETTINGS_FILE = "sovereign-gateway.yaml"  # looked for in the current directory
+PATH_SETTINGS = (
+    "policy_dir",
+    "keys_file",
+    "audit_signing_key_file",
+    "tls_cert_file",
+    "tls_key_file",
+    "tls_ca_file",
+)
 
 
 class Settings(BaseSettings):
@@ -101,6 +109,24 @@ class Settings(BaseSettings):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["json", "text"] = "json"
     access_log: bool = True
+    tls_cert_file: Path | None = Field(
+        default=None, description="serve HTTPS with this certificate chain (PEM)"
+    )
+    tls_key_file: Path | None = Field(default=None, description="the certificate's private key")
+    tls_ca_file: Path | None = Field(
+        default=None, description="if set, clients must present a certificate signed by this CA"
+    )
+    tls_reload_interval_s: float = Field(
+        default=10.0, ge=0, description="how often to look for a renewed certificate; 0: never"
+    )
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> Settings:
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ValueError("tls_cert_file and tls_key_file go together")
+        if self.tls_ca_file is not None and self.tls_cert_file is None:
+            raise ValueError("tls_ca_file needs tls_cert_file and tls_key_file")
+        return self
 
     def resolved_keys_file(self) -> Path:
         return self.keys_file if self.keys_file is not None else self.policy_dir / "keys.yaml"
@@ -109,6 +135,8 @@ class Settings(BaseSettings):
 def load_settings(config_file: Path | None = None, **overrides: object) -> Settings:
     """Build settings from overrides, the environment and an optional YAML file."""
     path = config_file or _env_path(ENV_PREFIX + "CONFIG_FILE")
+    if path is None and Path(SETTINGS_FILE).is_file():
+        path = Path(SETTINGS_FILE)
 
     class _FromFile(Settings):
         @classmethod
@@ -122,11 +150,37 @@ def load_settings(config_file: Path | None = None, **overrides: object) -> Setti
         ) -> tuple[PydanticBaseSettingsSource, ...]:
             sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
             if path is not None:
-                sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=path))
+                sources.append(_SettingsFile(settings_cls, path))
             return tuple(sources)
 
     values = {k: v for k, v in overrides.items() if v is not None}
     return Settings.model_validate(_FromFile(**values).model_dump())  # type: ignore[arg-type]
+
+
+class _SettingsFile(PydanticBaseSettingsSource):
+    """The YAML settings file, its relative paths taken from the file's own directory."""
+
+    def __init__(self, settings_cls: type[BaseSettings], path: Path) -> None:
+        super().__init__(settings_cls)
+        self._path = path
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False  # unused: __call__ reads the whole file at once
+
+    def __call__(self) -> dict[str, Any]:
+        data = yaml.safe_load(self._path.read_text(encoding="utf-8")) or {}
+        if not isinstance(data, dict):
+            raise ValueError(f"{self._path}: the settings file must be a mapping")
+        return {key: _relative_to(self._path.parent, key, value) for key, value in data.items()}
+
+
+def _relative_to(base: Path, key: str, value: Any) -> Any:
+    if key in PATH_SETTINGS and isinstance(value, str) and not Path(value).is_absolute():
+        return str(base / value)
+    if key == "audit_store" and isinstance(value, str) and value.startswith("sqlite:"):
+        file = value.removeprefix("sqlite:")
+        return value if Path(file).is_absolute() else f"sqlite:{base / file}"
+    return value
 
 
 def _env_path(name: str) -> Path | None:

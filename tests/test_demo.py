@@ -1,4 +1,4 @@
-"""The README's first command ends in the scripted tour; it must keep passing."""
+"""The README's first command ends in the scripted tour; it must keep passing, from any directory."""
 
 from __future__ import annotations
 
@@ -8,13 +8,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.harness import EXAMPLE_POLICIES
 
-
-def test_the_demo_tour_passes_and_leaves_an_audit_log(tmp_path: Path) -> None:
+def _demo(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "gateway", "demo", "--policy-dir", str(EXAMPLE_POLICIES)],
-        cwd=tmp_path,
+        [sys.executable, "-m", "gateway", "demo", *args],
+        cwd=cwd,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -26,7 +24,20 @@ def test_the_demo_tour_passes_and_leaves_an_audit_log(tmp_path: Path) -> None:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
-    done = subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
+
+
+def test_the_demo_tour_passes_from_an_empty_directory_and_leaves_nothing_there(
+    tmp_path: Path,
+) -> None:
+    done = _demo(tmp_path)  # no policy directory here: the shipped examples are used
     assert done.returncode == 0, done.stdout + done.stderr
     assert done.stdout.rstrip().endswith("all checks passed")
-    assert (tmp_path / "var" / "audit.sqlite3").stat().st_size > 0
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_demo_names_a_missing_policy_directory(tmp_path: Path) -> None:
+    done = _demo(tmp_path, "--policy-dir", "nowhere")
+    assert done.returncode == 2
+    assert "the policy directory nowhere" in done.stderr
+    assert "does not exist" in done.stderr

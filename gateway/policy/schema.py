@@ -124,6 +124,26 @@ class Operator(Strict):
         return (self.jurisdiction, *(p.jurisdiction for p in self.parents))
 
 
+class BackendTLS(Strict):
+    """How to reach an HTTPS backend: a private CA, a client certificate (mutual TLS).
+
+    Relative paths are taken from the policy directory."""
+
+    ca_file: str | None = Field(
+        default=None, description="PEM bundle of the CAs to trust instead of the system's"
+    )
+    cert_file: str | None = Field(default=None, description="client certificate chain (PEM)")
+    key_file: str | None = Field(default=None, description="the client certificate's key (PEM)")
+
+    @model_validator(mode="after")
+    def _pair(self) -> BackendTLS:
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("cert_file and key_file go together")
+        if self.ca_file is None and self.cert_file is None:
+            raise ValueError("`tls` needs ca_file, or cert_file and key_file, or all three")
+        return self
+
+
 class Backend(Strict):
     kind: BackendKind
     base_url: HttpUrl
@@ -151,7 +171,18 @@ class Backend(Strict):
         default={},
         description="provider credentials, each read from the environment variable named here",
     )
+    tls: BackendTLS | None = Field(
+        default=None, description="private CA and client certificate (vllm, openai_compatible)"
+    )
     description: str = ""
+
+    @model_validator(mode="after")
+    def _tls_scheme(self) -> Backend:
+        if self.tls is not None and self.base_url.scheme != "https":
+            raise ValueError("`tls` needs an https:// base_url")
+        if self.tls is not None and self.kind is BackendKind.LITELLM:
+            raise ValueError("`tls` applies to vllm and openai_compatible backends")
+        return self
 
 
 class Model(Strict):

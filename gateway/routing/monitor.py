@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 from collections.abc import Awaitable, Callable
 from urllib.parse import urlsplit, urlunsplit
 
@@ -66,7 +67,9 @@ class BackendMonitor:
         probe_interval_s: float,
         metrics_interval_s: float,
         timeout_s: float = 2.0,
+        tls: Callable[[str, Backend], ssl.SSLContext | None] = lambda name, backend: None,
     ) -> None:
+        self._tls = tls  # a backend's own CA or client certificate, if its catalog entry has one
         self._policy = policy
         self._health = health
         self._load = load
@@ -107,13 +110,14 @@ class BackendMonitor:
     async def probe(self) -> None:
         backends = self._policy().policy.catalog.backends
         names = [n for n, b in backends.items() if b.kind is not BackendKind.LITELLM]
-        problems = await asyncio.gather(*(self._probe_one(backends[n]) for n in names))
+        problems = await asyncio.gather(*(self._probe_one(n, backends[n]) for n in names))
         for name, problem in zip(names, problems, strict=True):
             self._health.backend_probed(name, problem)
 
-    async def _probe_one(self, backend: Backend) -> str | None:
+    async def _probe_one(self, name: str, backend: Backend) -> str | None:
         try:
-            async with self._client().get(probe_url(backend)) as response:
+            context = self._tls(name, backend) or True
+            async with self._client().get(probe_url(backend), ssl=context) as response:
                 await response.read()
                 return None if response.status < 500 else f"HTTP {response.status}"
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
@@ -125,14 +129,17 @@ class BackendMonitor:
         for name in set(self._load.vllm_snapshot()) - set(with_metrics):
             self._load.set_vllm(name, None)
         results = await asyncio.gather(
-            *(self._metrics_one(str(b.metrics_url)) for b in with_metrics.values())
+            *(
+                self._metrics_one(str(b.metrics_url), self._tls(n, b))
+                for n, b in with_metrics.items()
+            )
         )
         for name, result in zip(with_metrics, results, strict=True):
             self._load.set_vllm(name, result)
 
-    async def _metrics_one(self, url: str) -> VLLMLoad | None:
+    async def _metrics_one(self, url: str, context: ssl.SSLContext | None) -> VLLMLoad | None:
         try:
-            async with self._client().get(url) as response:
+            async with self._client().get(url, ssl=context or True) as response:
                 if response.status != 200:
                     return None
                 return parse_vllm_metrics(await response.text())

@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import base64
 import os
+import ssl
 import struct
 import time
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -14,6 +16,11 @@ from aiohttp import web
 
 from gateway.simulator.state import SimState
 from gateway.simulator.text import embedding_for, prompt_of_messages, token_count, words_for
+
+
+class SimulatorBindError(Exception):
+    """A simulated backend could not listen on its port."""
+
 
 STATE: web.AppKey[SimState] = web.AppKey("state", SimState)
 SSE = "text/event-stream"
@@ -426,15 +433,27 @@ def create_sim_app(state: SimState) -> web.Application:
     return app
 
 
-async def run_backends(specs: list[tuple[str, int, list[str]]], host: str = "127.0.0.1") -> None:
-    """Run simulated backends, one per (name, port, models), until cancelled."""
+async def run_backends(
+    specs: list[tuple[str, int, list[str]]],
+    host: str = "127.0.0.1",
+    on_ready: Callable[[], None] = lambda: None,
+    ssl_context: ssl.SSLContext | None = None,
+) -> None:
+    """Run simulated backends, one per (name, port, models), until cancelled.
+
+    A backend that cannot listen raises `SimulatorBindError` naming it; `on_ready` is called once
+    every backend listens."""
     runners: list[web.AppRunner] = []
     try:
         for name, port, models in specs:
             runner = web.AppRunner(create_sim_app(SimState(name, models)), access_log=None)
             await runner.setup()
-            await web.TCPSite(runner, host, port).start()
             runners.append(runner)
+            try:
+                await web.TCPSite(runner, host, port, ssl_context=ssl_context).start()
+            except OSError as exc:
+                raise SimulatorBindError(f"{name} cannot listen on {host}:{port}: {exc}") from exc
+        on_ready()
         await asyncio.Event().wait()
     finally:
         for runner in runners:

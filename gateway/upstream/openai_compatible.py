@@ -6,6 +6,7 @@ are translated here, at the boundary, into the gateway's errors.
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -48,6 +49,7 @@ class OpenAICompatibleUpstream:
         timeouts: Timeouts,
         pool_size: int,
         api_key: str | None = None,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self.name = name
         headers = {"content-type": "application/json"}
@@ -60,6 +62,7 @@ class OpenAICompatibleUpstream:
             first_byte_s=timeouts.first_byte_s,
             idle_s=timeouts.idle_s,
             headers=headers,
+            ssl_context=ssl_context,
         )
 
     async def _open(self, path: str, body: bytes, whole: bool) -> Response:

@@ -24,9 +24,12 @@ class HTTPClient:
         headers: dict[str, str] | None = None,
         keepalive_s: float = 4.0,
         max_idle: int = MAX_IDLE,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self.origin = Origin.parse(base_url)
-        context = ssl.create_default_context() if self.origin.scheme == "https" else None
+        context = None
+        if self.origin.scheme == "https":  # a backend's own CA or client certificate, if given
+            context = ssl_context or ssl.create_default_context()
         self._pool = Pool(self.origin, pool_size, connect_s, keepalive_s, context, max_idle)
         self._first_byte_s = first_byte_s
         self._idle_s = idle_s
