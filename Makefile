@@ -8,7 +8,7 @@ WRK := .tools/wrk
 LITELLM := .venv-litellm
 PIP_QUIET ?= --quiet
 
-.PHONY: serve demo test test-fast lint lock bench clean install llama tools
+.PHONY: serve demo test test-fast reliability lint lock bench clean install llama tools
 
 serve: $(VENV)/.installed ## start the gateway on 127.0.0.1:8080 with the example policies and simulated backends
 	$(BIN)/sovereign-gateway serve --with-simulators
@@ -21,6 +21,9 @@ test: $(VENV)/.installed $(LLAMA)/.installed $(PROMTOOL) $(WRK) $(LITELLM)/.inst
 
 test-fast: $(VENV)/.installed $(PROMTOOL) $(WRK) $(LITELLM)/.installed ## the suite without the real-model tier
 	$(BIN)/python -m pytest -m "not llama"
+
+reliability: $(VENV)/.installed ## fault scenarios under load: broken backends and stores (docs/reliability.md)
+	$(BIN)/python -m pytest -m reliability -s -p no:cacheprovider
 
 lint: $(VENV)/.installed
 	$(BIN)/ruff check gateway tests bench
