@@ -381,9 +381,9 @@ class Proxy:
                 out = take(sse.feed(chunk))
                 if out:
                     yield out
-            yield UpstreamEnded(take(sse.flush()))
-            self._health.success(dep, exchange.principal.tenant)
+            self._health.success(dep, exchange.principal.tenant)  # the upstream ended cleanly
             self._load.record_outcome(dep.id, failed=False)
+            yield UpstreamEnded(take(sse.flush()))
             exchange.usage = sse.usage
             try:
                 await self.finish(exchange)
