@@ -26,6 +26,9 @@ test-fast: $(VENV)/.installed $(PROMTOOL) $(WRK) $(LITELLM)/.installed $(CHROMIU
 reliability: $(VENV)/.installed ## faults under load: stores, backends, kill -9, SIGTERM (docs/reliability.md)
 	$(BIN)/python -m pytest -m reliability -s -p no:cacheprovider tests/reliability
 
+reliability: $(VENV)/.installed ## fault scenarios under load: broken backends and stores (docs/reliability.md)
+	$(BIN)/python -m pytest -m reliability -s -p no:cacheprovider
+
 lint: $(VENV)/.installed
 	$(BIN)/ruff check gateway tests bench
 	$(BIN)/ruff format --check gateway tests bench

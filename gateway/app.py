@@ -81,6 +81,7 @@ def build_components(settings: Settings) -> Components:
         settings.outlier_base_ejection_s,
         settings.outlier_max_ejection_s,
         on_ejection=lambda e: metrics.ejections.labels(e.deployment).inc(),
+        tenants_for_all=settings.outlier_tenants_for_all,
     )
     monitor = BackendMonitor(
         lambda: policy.current,
@@ -112,6 +113,7 @@ def build_components(settings: Settings) -> Components:
         observer.observe,
         health,
         settings.request_deadline_s,
+        settings.stream_first_byte_timeout_s,
     )
     reloader = PolicyReloader(policy, settings.policy_watch_interval_s)
     return Components(

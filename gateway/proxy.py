@@ -7,6 +7,7 @@ socket.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -129,6 +130,7 @@ class Proxy:
         observe: Callable[[Exchange], None],
         health: HealthTracker,
         deadline_s: float,
+        stream_first_byte_s: float | None = None,
     ) -> None:
         self._policy = policy
         self._upstreams = upstreams
@@ -140,6 +142,7 @@ class Proxy:
         self._observe = observe
         self._health = health
         self._deadline_s = deadline_s
+        self._stream_first_byte_s = stream_first_byte_s
 
     def plan(self, exchange: Exchange, body: bytes, data_class: str | None) -> dict[str, Any]:
         """Count the request against the tenant's limits, parse the few fields needed, decide
@@ -181,8 +184,10 @@ class Proxy:
         strip_usage = _ask_for_usage(exchange, data)
         last_error: GatewayError | None = None
         deadline = exchange.started + self._deadline_s
+        tenant = exchange.principal.tenant
         for dep in self._selector.order(healthy)[: self._max_attempts]:
-            if time.perf_counter() >= deadline:
+            left = deadline - time.perf_counter()
+            if left <= 0:
                 exchange.attempts.append(Attempt(dep.id, "deadline_exceeded", 0.0))
                 break
             if not self._still_eligible(exchange, dep):
@@ -191,33 +196,37 @@ class Proxy:
             data["model"] = dep.upstream_model
             body = orjson.dumps(data)
             began = time.perf_counter()
+            since = self._health.now()
+            limit = left
+            if exchange.stream and self._stream_first_byte_s is not None:
+                limit = min(self._stream_first_byte_s, left)
             try:
-                upstream = self._upstreams.for_backend(
-                    dep.backend, policy.policy.catalog.backends[dep.backend]
+                response = await self._attempt(exchange, dep, body, strip_usage, limit)
+            except TimeoutError:
+                exchange.attempts.append(
+                    Attempt(dep.id, "deadline_exceeded", time.perf_counter() - began)
                 )
-                # _send and _open_stream count the request as outstanding until they settle
-                self._load.start(dep.id)
-                if exchange.stream:
-                    response = await self._open_stream(exchange, dep, upstream, body, strip_usage)
-                else:
-                    response = await self._send(exchange, dep, upstream, body)
+                break
             except GatewayError as exc:
                 if isinstance(exc, AuditUnavailable):
                     raise  # the audit store failed, not the deployment: nothing to retry
                 outcome = _outcome(exc)
                 exchange.attempts.append(Attempt(dep.id, outcome, time.perf_counter() - began))
                 if _counts_against_health(outcome):
-                    self._health.failure(dep.id, outcome)
+                    self._health.failure(dep, outcome, tenant, since)
+                    self._load.record_outcome(dep.id, failed=True)
                 last_error = exc
                 if isinstance(exc, UpstreamStatusError) and not exc.retryable:
                     raise
                 continue
             took = time.perf_counter() - began
             exchange.attempts.append(Attempt(dep.id, "ok", took))
-            self._health.success(dep.id)
             self._load.record_latency(dep.id, took)
+            if not exchange.stream:  # a stream succeeds only when it ends cleanly (_relay)
+                self._health.success(dep, tenant)
+                self._load.record_outcome(dep.id, failed=False)
             return response
-        if last_error is None and any(a.outcome == "deadline_exceeded" for a in exchange.attempts):
+        if any(a.outcome == "deadline_exceeded" for a in exchange.attempts):
             raise UpstreamTimeout(
                 f"The request's overall deadline of {self._deadline_s:g} s passed", param="model"
             )
@@ -231,6 +240,29 @@ class Proxy:
             )
         raise last_error
 
+    async def _attempt(
+        self, exchange: Exchange, dep: Deployment, body: bytes, strip_usage: bool, limit: float
+    ) -> Answer:
+        """One attempt on `dep`, cut after `limit` s: raises `UpstreamTimeout` when that was
+        a stream's first-byte timeout, `TimeoutError` when it was the request's deadline."""
+        assert exchange.policy is not None
+        upstream = self._upstreams.for_backend(
+            dep.backend, exchange.policy.policy.catalog.backends[dep.backend]
+        )
+        # _send and _open_stream count the request as outstanding until they settle
+        self._load.start(dep.id)
+        try:
+            async with asyncio.timeout(limit):
+                if exchange.stream:
+                    return await self._open_stream(exchange, dep, upstream, body, strip_usage)
+                return await self._send(exchange, dep, upstream, body)
+        except TimeoutError:
+            if exchange.stream and limit == self._stream_first_byte_s:
+                raise UpstreamTimeout(
+                    f"{dep.id} sent no first byte of the stream in {limit:g} s"
+                ) from None
+            raise
+
     def _healthy_candidates(self, exchange: Exchange) -> list[Deployment]:
         """The eligible deployments that serve this API and are healthy now; raises if none."""
         assert exchange.route is not None and exchange.policy is not None
@@ -242,7 +274,8 @@ class Proxy:
                 f"No deployment allowed for {exchange.model!r} supports /v1{UPSTREAM_PATHS[api]}",
                 param="model",
             )
-        problems = {d.id: self._health.problem(d) for d in eligible}
+        tenant = exchange.principal.tenant
+        problems = {d.id: self._health.problem(d, tenant) for d in eligible}
         healthy = [d for d in eligible if problems[d.id] is None]
         if not healthy:
             raise NoHealthyBackend(
@@ -345,6 +378,7 @@ class Proxy:
         first: bytes,
         strip_usage: bool,
     ) -> AsyncIterator[bytes]:
+        opened = self._health.now()
         sse = SSEUsageFilter(strip_usage)
         keep = self._audit.wants_content(exchange)
         content = bytearray()
@@ -368,6 +402,8 @@ class Proxy:
                 out = take(sse.feed(chunk))
                 if out:
                     yield out
+            self._health.success(dep, exchange.principal.tenant)  # the upstream ended cleanly
+            self._load.record_outcome(dep.id, failed=False)
             yield UpstreamEnded(take(sse.flush()))
             exchange.usage = sse.usage
             try:
@@ -380,6 +416,9 @@ class Proxy:
             if tail:
                 yield LastChunk(tail)
         except GatewayError as exc:
+            # the upstream broke the stream or went idle after its first byte: that counts
+            self._health.failure(dep, _broken(exc), exchange.principal.tenant, opened)
+            self._load.record_outcome(dep.id, failed=True)
             exchange.error = exc
             exchange.status = exc.status
             yield error_event(exc.envelope())
@@ -476,10 +515,19 @@ def _ask_for_usage(exchange: Exchange, data: dict[str, Any]) -> bool:
 
 
 def _counts_against_health(outcome: str) -> bool:
-    """Connect errors, timeouts and 5xx count towards ejection; 4xx and 429 do not."""
-    return outcome in ("upstream_connect_error", "upstream_timeout", "upstream_error") or (
-        outcome.startswith("http_5")
-    )
+    """Connect errors, timeouts, 5xx and broken streams count towards ejection; 4xx and 429
+    do not."""
+    return outcome in (
+        "upstream_connect_error",
+        "upstream_timeout",
+        "upstream_error",
+        "stream_broken",
+    ) or (outcome.startswith("http_5"))
+
+
+def _broken(exc: GatewayError) -> str:
+    """The outcome of a stream its upstream ended with an error after the first byte."""
+    return "upstream_timeout" if isinstance(exc, UpstreamTimeout) else "stream_broken"
 
 
 def _outcome(exc: GatewayError) -> str:

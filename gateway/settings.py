@@ -49,7 +49,15 @@ class Settings(BaseSettings):
         default=4096, ge=1, description="open client connections; beyond, 503 and closed"
     )
     connect_timeout_s: float = Field(default=5.0, gt=0)
-    first_byte_timeout_s: float = Field(default=120.0, gt=0)
+    first_byte_timeout_s: float = Field(
+        default=120.0, gt=0, description="a non-streamed answer may take this long to start"
+    )
+    stream_first_byte_timeout_s: float = Field(
+        default=20.0,
+        gt=0,
+        description="a stream's first event may take this long; past it the attempt counts as a"
+        " timeout against the deployment's health and the request tries the next deployment",
+    )
     idle_timeout_s: float = Field(default=60.0, gt=0)
     request_deadline_s: float = Field(default=600.0, gt=0)
     max_attempts: int = Field(default=3, ge=1)
@@ -63,6 +71,12 @@ class Settings(BaseSettings):
     )
     outlier_consecutive_failures: int = Field(
         default=5, ge=1, description="connect errors, timeouts or 5xx in a row that eject"
+    )
+    outlier_tenants_for_all: int = Field(
+        default=2,
+        ge=1,
+        description="tenants whose requests it takes to eject a deployment for every tenant;"
+        " fewer eject it only for the tenants whose requests failed (connect errors: always all)",
     )
     outlier_base_ejection_s: float = Field(default=5.0, gt=0)
     outlier_max_ejection_s: float = Field(default=300.0, gt=0)

@@ -229,6 +229,8 @@ class Sim:
             error_style="nested",
             reset_after_chunks=0,
             hang=False,
+            close_connections=False,
+            fail_user="",
             waiting=0,
             kv_cache_usage=0.0,
             output_tokens=12,

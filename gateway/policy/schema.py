@@ -153,6 +153,12 @@ class Backend(Strict):
     attestations: list[Attestation] = []
     apis: list[Api] = [Api.CHAT, Api.COMPLETIONS, Api.EMBEDDINGS]
     metrics_url: HttpUrl | None = Field(default=None, description="vLLM /metrics, for load")
+    probe_path: str | None = Field(
+        default="auto",
+        pattern=r"^(auto|/[A-Za-z0-9._~/-]*)$",
+        description="health probe: a path on the backend's host (e.g. /health), `auto` (vllm:"
+        " /health; other kinds: /models under the base URL; litellm: none), or null for no probe",
+    )
     provider: str | None = Field(
         default=None, description="litellm provider prefix, e.g. anthropic, azure, bedrock"
     )

@@ -39,6 +39,34 @@ def _error(
     return _json({"error": body}, status)
 
 
+INTEGER_FIELDS = ("max_tokens", "max_completion_tokens", "n", "dimensions")
+
+
+def _invalid_fields(body: dict[str, Any]) -> str | None:
+    """vLLM validates the request with pydantic and answers 400 (never 500) to a field of the
+    wrong type; its message lists the errors as pydantic gives them."""
+    errors = []
+    for name in INTEGER_FIELDS:
+        value = body.get(name)
+        if value is None or (isinstance(value, int) and not isinstance(value, bool)):
+            continue
+        if isinstance(value, float) and value.is_integer():
+            continue
+        if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+            continue
+        errors.append(
+            {
+                "type": "int_parsing",
+                "loc": ("body", name),
+                "msg": "Input should be a valid integer, unable to parse string as an integer",
+                "input": value,
+            }
+        )
+    if not errors:
+        return None
+    return f"{len(errors)} validation error(s): {errors}"
+
+
 def _chunk(data: dict[str, Any]) -> bytes:
     return b"data: " + orjson.dumps(data) + b"\n\n"
 
@@ -62,11 +90,17 @@ class _Handlers:
             }
         )
         cfg = state.config
+        invalid = _invalid_fields(body)
+        if invalid is not None:
+            return body, _error(state, 400, invalid, "Bad Request")
         if cfg.hang:
             await asyncio.sleep(3600)
         if cfg.fail_count > 0 and cfg.fail_status:
             cfg.fail_count -= 1
             return body, _error(state, cfg.fail_status, "simulated failure", "InternalServerError")
+        if cfg.fail_user and body.get("user") == cfg.fail_user:
+            failed = _error(state, 500, "simulated failure on this input", "InternalServerError")
+            return body, failed
         model = body.get("model")
         if model not in state.models:
             return body, _error(
@@ -404,6 +438,7 @@ class _Handlers:
                 "served": self.state.served,
                 "received": self.state.received,
                 "running": self.state.running,
+                "hits": dict(self.state.hits),
                 "requests": list(self.state.requests),
             }
         )
@@ -416,8 +451,22 @@ class _Handlers:
         return await self.get_config(request)
 
 
+def _faults(state: SimState) -> Any:
+    @web.middleware
+    async def middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+        if not request.path.startswith("/_sim/"):
+            state.hits[request.path] = state.hits.get(request.path, 0) + 1
+            if state.config.close_connections and request.transport is not None:
+                request.transport.abort()
+                raise web.HTTPBadRequest  # never sent: the connection is gone
+        response: web.StreamResponse = await handler(request)
+        return response
+
+    return middleware
+
+
 def create_sim_app(state: SimState) -> web.Application:
-    app = web.Application(client_max_size=64 * 1024 * 1024)
+    app = web.Application(client_max_size=64 * 1024 * 1024, middlewares=[_faults(state)])
     app[STATE] = state
     h = _Handlers(state)
     app.router.add_post("/v1/chat/completions", h.chat)

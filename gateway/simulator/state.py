@@ -17,7 +17,9 @@ class SimConfig:
     fail_count: int = 0
     error_style: str = "nested"
     reset_after_chunks: int = 0
-    hang: bool = False
+    hang: bool = False  # inference requests are accepted and never answered; /health answers
+    close_connections: bool = False  # every connection is closed before any answer, /health too
+    fail_user: str = ""  # requests whose `user` is this answer 500, as a poisoned input would
     waiting: int = 0
     kv_cache_usage: float = 0.0
 
@@ -31,6 +33,7 @@ class SimState:
     received: int = 0
     served: int = 0
     running: int = 0
+    hits: dict[str, int] = field(default_factory=dict)  # requests per path, probes included
 
     def update(self, values: dict[str, Any]) -> None:
         for key, value in values.items():

@@ -1,9 +1,15 @@
 """A real CPU inference server behind the gateway: llama-cpp-python's OpenAI-compatible server
-running SmolLM2-135M. At temperature 0 the gateway must give the same text as a direct call."""
+running SmolLM2-135M. At temperature 0 the gateway must give the same text as a direct call.
+
+The server runs with its defaults, `interrupt_requests` on: any request that takes its model
+lock (`GET /v1/models` among them) ends the stream in progress. The catalog therefore probes
+`/health`, which that server answers without the lock (404: it is up), and the gateway probes
+often, so a long stream outlives several probes."""
 
 from __future__ import annotations
 
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,6 +21,7 @@ from tests.harness import ROOT, Gateway, PolicyDir, free_port, process, run_gate
 
 LLAMA_PYTHON = ROOT / ".venv-llama" / "bin" / "python"
 MESSAGES = [{"role": "user", "content": "Name the capital of France in one word."}]
+PROBE_INTERVAL_S = 0.5
 
 
 def _model_path() -> Path:
@@ -76,6 +83,7 @@ def llama_gateway(
             "country": "FR",
             "operator": {"name": "This machine", "jurisdiction": "FR"},
             "self_hosted": True,
+            "probe_path": "/health",  # not /v1/models: that would interrupt streams
         }
         catalog["models"]["smollm2"] = {
             "developer": "Hugging Face",
@@ -90,7 +98,8 @@ def llama_gateway(
     policies.edit_catalog(add)
     policies.add_tenant({"tenant": "local", "models": ["smollm2"], "rules": {"self_hosted": True}})
     key = policies.add_key("locallama", "local")
-    with run_gateway(policies.path, tmp_path_factory.mktemp("llama-gw") / "gateway.log") as gw:
+    log = tmp_path_factory.mktemp("llama-gw") / "gateway.log"
+    with run_gateway(policies.path, log, health_probe_interval_s=PROBE_INTERVAL_S) as gw:
         yield gw, key
 
 
@@ -154,3 +163,26 @@ def test_completions_same_text_as_direct(clients: tuple[openai.OpenAI, openai.Op
     got = via.completions.create(**kwargs)
     assert got.choices[0].text == expected
     assert got.usage is not None and got.usage.completion_tokens > 0
+
+
+def test_a_stream_longer_than_several_probes_ends_whole(
+    clients: tuple[openai.OpenAI, openai.OpenAI],
+) -> None:
+    _, via = clients
+    began = time.monotonic()
+    chunks = list(
+        via.chat.completions.create(
+            model="smollm2",
+            messages=[{"role": "user", "content": "Write a long story about a lighthouse."}],
+            temperature=0,
+            max_tokens=400,
+            seed=1,
+            stream=True,
+        )
+    )
+    took = time.monotonic() - began
+    assert took > 2 * PROBE_INTERVAL_S, f"the stream took only {took:.1f} s"
+    finishes = [c.choices[0].finish_reason for c in chunks if c.choices]
+    assert finishes[-1] in ("length", "stop"), "the stream was cut before its end"
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert len(text.split()) > 20

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import orjson
@@ -47,6 +48,12 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Gateway, P
         }
     )
     key = policies.add_key("euonly01", "eu-only")
+
+    def probes(catalog: dict[str, Any]) -> None:
+        catalog["backends"]["mistral-ai"]["probe_path"] = None
+        catalog["backends"]["scaleway-paris"]["probe_path"] = "/health"
+
+    policies.edit_catalog(probes)
     with (
         run_simulators(policies.path, root / "sim.log"),
         run_gateway(policies.path, root / "gw.log", **SETTINGS) as gw,
@@ -93,12 +100,15 @@ def test_failures_in_a_row_eject_a_deployment_until_its_time_is_up(
     for _ in range(2):  # two failures in a row, each failed over to the next tier
         answer = chat(gw, acme, "llama-3.1-8b")
         assert answer.status_code == 200 and answer.headers["x-sovereign-deployment"] != dep
-    assert metric(gw, "sgw_deployment_ejections_total", deployment=dep) == 1
-    assert metric(gw, "sgw_deployment_healthy", deployment=dep) == 0
     received = frankfurt.state()["received"]
     answer = chat(gw, acme, "llama-3.1-8b")
     assert answer.status_code == 200 and answer.headers["x-sovereign-deployment"] != dep
     assert frankfurt.state()["received"] == received  # not even tried while ejected
+    # only acme-dev's requests failed: the deployment is ejected for acme-dev alone
+    answer = chat(gw, demo_key("eu-bank"), "llama-3.1-8b")
+    assert answer.status_code == 200 and answer.headers["x-sovereign-deployment"] == dep
+    assert metric(gw, "sgw_deployment_ejections_total", deployment=dep) == 1
+    assert metric(gw, "sgw_deployment_healthy", deployment=dep) == 1
     time.sleep(1.1)
     answer = chat(gw, acme, "llama-3.1-8b")
     assert answer.headers["x-sovereign-deployment"] == dep  # back, and first in its tier
@@ -185,3 +195,19 @@ def test_the_least_loaded_vllm_backend_by_its_metrics_gets_the_traffic(
         for _ in range(10)
     ]
     assert served.count("mistral-small@vllm-paris") == 10
+
+
+def test_each_backend_is_probed_on_its_own_path_or_not_at_all(
+    setup: tuple[Gateway, PolicyDir, str], sims: dict[str, Sim]
+) -> None:
+    before = {name: sim.state()["hits"] for name, sim in sims.items()}
+    time.sleep(0.6)  # a few rounds of probes
+
+    def probed(name: str, path: str) -> int:
+        return int(sims[name].state()["hits"].get(path, 0) - before[name].get(path, 0))
+
+    assert probed("vllm-paris", "/health") > 0  # vllm: /health at the root
+    assert probed("ionos-berlin", "/v1/models") > 0  # other kinds: /models
+    assert probed("scaleway-paris", "/health") > 0  # as its catalog entry says
+    assert probed("scaleway-paris", "/v1/models") == 0
+    assert probed("mistral-ai", "/health") == probed("mistral-ai", "/v1/models") == 0  # null

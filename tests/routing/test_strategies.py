@@ -57,6 +57,19 @@ def test_latency_breaks_ties_and_equal_deployments_take_turns() -> None:
     assert {selector.order([A, B])[0].backend for _ in range(4)} == {"b"}
 
 
+def test_recent_failures_weigh_against_a_deployment_that_fails_fast() -> None:
+    clock = Clock()
+    load = LoadTracker(clock)
+    selector = PriorityLeastLoaded(load)
+    for _ in range(3):
+        load.start(A.id)
+    for _ in range(4):  # B fails at once, so it has nothing outstanding and looks idle
+        load.record_outcome(B.id, failed=True)
+    assert selector.order([A, B])[0] == A
+    clock.now += 60  # an old failure fades: B is tried again
+    assert selector.order([A, B])[0] == B
+
+
 def test_selection_never_adds_a_deployment() -> None:
     load = LoadTracker()
     ordered = PriorityLeastLoaded(load).order([B])
@@ -76,22 +89,76 @@ def test_ejection_time_doubles_with_repeats_and_is_capped() -> None:
     clock = Clock()
     ejected: list[float] = []
     health = HealthTracker(2, 5.0, 12.0, clock, lambda e: ejected.append(e.seconds))
-    for _ in range(3):  # three ejections in a row
-        health.failure(A.id, "http_503")
-        health.failure(A.id, "http_503")
-        assert not health.healthy(A)
-        assert "2 failures in a row (http_503)" in (health.problem(A) or "")
+    health.failure(A, "http_503")
+    health.failure(A, "http_503")
+    assert "2 failures in a row (http_503)" in (health.problem(A) or "")
+    for _ in range(2):  # back on trial: its next failure ejects it again, for longer
         clock.now += 100
         assert health.healthy(A)
+        health.failure(A, "http_503")
+        assert "after a failure on trial (http_503)" in (health.problem(A) or "")
     assert ejected == [5.0, 10.0, 12.0]
 
 
 def test_a_success_between_failures_resets_the_count() -> None:
     health = HealthTracker(2, 5.0, 300.0, Clock())
-    health.failure(A.id, "upstream_timeout")
-    health.success(A.id)
-    health.failure(A.id, "upstream_timeout")
+    health.failure(A, "upstream_timeout")
+    health.success(A)
+    health.failure(A, "upstream_timeout")
     assert health.healthy(A)
+
+
+def test_failures_in_flight_when_it_was_ejected_do_not_double_the_time() -> None:
+    clock = Clock()
+    ejected: list[float] = []
+    health = HealthTracker(2, 5.0, 300.0, clock, lambda e: ejected.append(e.seconds))
+    began = clock.now
+    clock.now += 1
+    for _ in range(10):  # ten concurrent attempts fail, one after the other
+        health.failure(A, "upstream_error", since=began)
+    clock.now += 5
+    health.failure(A, "upstream_error", since=began)  # the last one, after the ejection ended
+    assert ejected == [5.0] and health.healthy(A)
+    health.success(A)
+    clock.now += 1
+    health.failure(A, "upstream_error")  # a success reset the backoff: two failures again
+    assert health.healthy(A)
+
+
+def test_a_passing_probe_readmits_a_deployment_ejected_for_connection_failures() -> None:
+    clock = Clock()
+    health = HealthTracker(2, 60.0, 300.0, clock)
+    health.failure(A, "upstream_connect_error")
+    health.failure(A, "upstream_connect_error")
+    health.failure(B, "http_500")
+    health.failure(B, "http_500", tenant="t2")
+    assert not health.healthy(A) and not health.healthy(B)
+    health.backend_probed("a", None, started=clock.now - 1)  # began before the ejection
+    assert not health.healthy(A)
+    clock.now += 1
+    health.backend_probed("a", None, started=clock.now)
+    health.backend_probed("b", None, started=clock.now)
+    assert health.healthy(A)
+    assert not health.healthy(B)  # a 5xx answer is not something a probe sees heal
+
+
+def test_one_tenants_failures_eject_a_deployment_for_that_tenant_only() -> None:
+    health = HealthTracker(2, 5.0, 300.0, Clock())
+    for _ in range(5):
+        health.failure(A, "http_500", tenant="noisy")
+    assert health.problem(A, "noisy") is not None
+    assert "for tenant noisy" in (health.problem(A, "noisy") or "")
+    assert health.problem(A, "quiet") is None and health.healthy(A)
+    health.failure(A, "http_500", tenant="other")
+    health.failure(A, "http_500", tenant="other")  # a second tenant in the streak: everyone
+    assert health.problem(A, "quiet") is not None
+
+
+def test_connect_errors_eject_for_every_tenant() -> None:
+    health = HealthTracker(2, 5.0, 300.0, Clock())
+    health.failure(A, "upstream_connect_error", tenant="one")
+    health.failure(A, "upstream_connect_error", tenant="one")
+    assert health.problem(A, "two") is not None
 
 
 def test_a_failed_probe_takes_the_backend_out_until_it_passes() -> None:
