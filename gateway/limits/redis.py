@@ -29,6 +29,9 @@ log = logging.getLogger("gateway.limits")
 KINDS = {Kind.REQUESTS: "r", Kind.TOKENS: "r", Kind.CONCURRENT: "c", Kind.MONTH: "m"}
 MONTH_GRACE_S = 7 * 86400  # a month's counter outlives its month by this, then expires
 SETTLE_BATCH = 256
+# what a call to Redis raises when Redis cannot answer; uvloop raises RuntimeError on a write to a
+# connection that the peer has just reset
+STORE_ERRORS = (RedisError, OSError, TimeoutError, RuntimeError)
 
 
 def _sha(script: str) -> str:
@@ -112,7 +115,7 @@ class RedisStore:
                 except NoScriptError:  # Redis restarted or flushed its scripts
                     await self._redis.script_load(script)
                     reply = await self._redis.evalsha(_sha(script), len(keys), *keys, *args)
-        except (RedisError, OSError, TimeoutError) as exc:
+        except STORE_ERRORS as exc:
             self._on_error("admit")
             raise LimitStoreError(_describe(exc)) from exc
         return list(reply)
@@ -122,7 +125,7 @@ class RedisStore:
             async with asyncio.timeout(self._timeout_s * 4):
                 for script in (ADMIT, SETTLE):
                     await self._redis.script_load(script)
-        except (RedisError, OSError, TimeoutError) as exc:
+        except STORE_ERRORS as exc:
             raise LimitStoreError(_describe(exc)) from exc
 
     async def _flush_forever(self) -> None:
@@ -141,7 +144,7 @@ class RedisStore:
                 except NoScriptError:
                     await self._redis.script_load(SETTLE)
                     await self._settle_pipeline(batch).execute()
-        except (RedisError, OSError, TimeoutError) as exc:
+        except STORE_ERRORS as exc:
             # slots free themselves when their lease ends; the estimates stay charged
             self._on_error("settle")
             log.warning("could not settle %d requests' limits: %s", len(batch), _describe(exc))
