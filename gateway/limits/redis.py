@@ -14,6 +14,7 @@ import hashlib
 import logging
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import redis.asyncio as aioredis
 from redis.asyncio.client import Pipeline
@@ -29,9 +30,19 @@ log = logging.getLogger("gateway.limits")
 KINDS = {Kind.REQUESTS: "r", Kind.TOKENS: "r", Kind.CONCURRENT: "c", Kind.MONTH: "m"}
 MONTH_GRACE_S = 7 * 86400  # a month's counter outlives its month by this, then expires
 SETTLE_BATCH = 256
+SETTLE_TRIES = 10  # a settlement that failed this often is dropped: its slot waits for its lease
+SETTLE_RETRY_S = 1.0
 # what a call to Redis raises when Redis cannot answer; uvloop raises RuntimeError on a write to a
 # connection that the peer has just reset
 STORE_ERRORS = (RedisError, OSError, TimeoutError, RuntimeError)
+
+
+@dataclass(slots=True)
+class _Settlement:
+    checks: list[Check]
+    holder: str
+    used_tokens: int
+    tries: int = 0
 
 
 def _sha(script: str) -> str:
@@ -60,7 +71,7 @@ class RedisStore:
         self._lease_ms = str(math.ceil(lease_s * 1000))
         self._on_error = on_error
         self._now = now
-        self._pending: list[tuple[list[Check], str, int]] = []
+        self._pending: list[_Settlement] = []
         self._wake = asyncio.Event()
         self._flusher: asyncio.Task[None] | None = None
 
@@ -94,7 +105,7 @@ class RedisStore:
         )
 
     def settle(self, checks: list[Check], holder: str, used_tokens: int) -> None:
-        self._pending.append((checks, holder, used_tokens))
+        self._pending.append(_Settlement(checks, holder, used_tokens))
         self._wake.set()
 
     def _arguments(
@@ -133,9 +144,11 @@ class RedisStore:
             await self._wake.wait()
             self._wake.clear()
             while self._pending:
-                await self._flush()
+                if not await self._flush():
+                    await asyncio.sleep(SETTLE_RETRY_S)
 
-    async def _flush(self) -> None:
+    async def _flush(self) -> bool:
+        """Send one batch; on failure keep it for a later try (a few), and say False."""
         batch, self._pending = self._pending[:SETTLE_BATCH], self._pending[SETTLE_BATCH:]
         try:
             async with asyncio.timeout(self._timeout_s * 4):
@@ -148,13 +161,19 @@ class RedisStore:
             # slots free themselves when their lease ends; the estimates stay charged
             self._on_error("settle")
             log.warning("could not settle %d requests' limits: %s", len(batch), _describe(exc))
+            for item in batch:
+                item.tries += 1
+            self._pending[:0] = [item for item in batch if item.tries < SETTLE_TRIES]
+            return False
+        return True
 
-    def _settle_pipeline(self, batch: list[tuple[list[Check], str, int]]) -> Pipeline:
+    def _settle_pipeline(self, batch: list[_Settlement]) -> Pipeline:
         pipe = self._redis.pipeline(transaction=False)
-        for checks, holder, used in batch:
-            settled = [c for c in checks if c.kind is not Kind.REQUESTS]
+        for item in batch:
+            settled = [c for c in item.checks if c.kind is not Kind.REQUESTS]
             if settled:
-                keys, args = self._arguments(settled, holder, [c.cost - used for c in settled])
+                back = [c.cost - item.used_tokens for c in settled]
+                keys, args = self._arguments(settled, item.holder, back)
                 pipe.evalsha(_sha(SETTLE), len(keys), *keys, *args)
         return pipe
 

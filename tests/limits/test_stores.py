@@ -137,3 +137,23 @@ async def test_a_stalled_or_refusing_redis_is_an_error_in_bounded_time_then_reco
         finally:
             await store.aclose()
     assert errors == ["admit", "admit"]
+
+
+async def test_a_slot_settled_while_redis_refuses_is_given_back_when_it_returns() -> None:
+    with RedisProxy().running() as proxy:
+        store = RedisStore(proxy.url, random_prefix(), 0.25, 600, lambda _: None, lambda: NOW)
+        await store.start()
+        try:
+            assert (await store.admit([concurrent(1)], "a")).admitted
+            proxy.set("refuse")
+            store.settle([concurrent(1)], "a", 0)
+            await asyncio.sleep(0.3)  # the first try fails
+            proxy.set("pass")
+            for _ in range(40):
+                await asyncio.sleep(0.1)
+                if (await store.admit([concurrent(1)], "b")).admitted:
+                    break
+            else:
+                pytest.fail("the slot was never given back")
+        finally:
+            await store.aclose()
