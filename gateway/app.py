@@ -6,7 +6,7 @@ Nothing happens on import.
 from __future__ import annotations
 
 import datetime as dt
-import time
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -22,16 +22,20 @@ from gateway.asgi.request_id import RequestIdMiddleware, RequestIds
 from gateway.asgi.types import ASGIApp
 from gateway.audit.log import AuditLog
 from gateway.audit.setup import build_audit
-from gateway.auth.keys import KeyStore, Principal
+from gateway.auth.keys import KeyStore
 from gateway.components import Components
 from gateway.console.app import mount_console
 from gateway.errors import GatewayError, InvalidRequest, NotFound
-from gateway.limits.memory import MemoryLimiter
+from gateway.limits.gate import Limits
+from gateway.limits.memory import MemoryStore
+from gateway.limits.redis import RedisStore
+from gateway.limits.store import LimitStore
 from gateway.observability.metrics import LiveGauges, Metrics
 from gateway.observability.observe import RequestObserver
 from gateway.policy.compile import CompiledPolicy
 from gateway.policy.holder import PolicyHolder, ReloadResult
 from gateway.policy.reloader import PolicyReloader
+from gateway.policy.schema import Limits as TenantLimits
 from gateway.proxy import Proxy
 from gateway.routing.health import HealthTracker
 from gateway.routing.load import LoadTracker
@@ -41,6 +45,8 @@ from gateway.settings import Settings
 from gateway.upstream.openai_compatible import Timeouts
 from gateway.upstream.registry import Upstreams, check_extras
 from gateway.upstream.tls import ClientContexts
+
+log = logging.getLogger("gateway.app")
 
 
 def _today() -> dt.date:
@@ -67,14 +73,7 @@ def build_components(settings: Settings) -> Components:
     tls = ClientContexts(settings.policy_dir)
     tls.prepare(policy.current.policy.catalog.backends)
     upstreams = Upstreams(timeouts, settings.pool_size_per_backend, tls)
-    limiter = MemoryLimiter()
-
-    def check_limits(principal: Principal, compiled: CompiledPolicy) -> None:
-        tenant = compiled.policy.tenants.get(principal.tenant)
-        per_minute = tenant.limits.requests_per_minute if tenant is not None else None
-        if per_minute is not None:
-            limiter.check(principal.tenant, per_minute, time.monotonic())
-
+    limits = build_limits(settings, metrics, policy.current)
     load = LoadTracker()
     health = HealthTracker(
         settings.outlier_consecutive_failures,
@@ -108,7 +107,7 @@ def build_components(settings: Settings) -> Components:
         PriorityLeastLoaded(load),
         load,
         settings.max_attempts,
-        check_limits,
+        limits,
         audit,
         observer.observe,
         health,
@@ -117,7 +116,43 @@ def build_components(settings: Settings) -> Components:
     )
     reloader = PolicyReloader(policy, settings.policy_watch_interval_s)
     return Components(
-        settings, keys, policy, reloader, upstreams, proxy, audit, metrics, health, monitor
+        settings, keys, policy, reloader, upstreams, proxy, audit, metrics, health, monitor, limits
+    )
+
+
+def build_limits(settings: Settings, metrics: Metrics, compiled: CompiledPolicy) -> Limits:
+    """The limits store the settings name, and the start-up warnings an operator must see."""
+    store: LimitStore
+    if settings.limits_store == "memory":
+        store = MemoryStore(settings.limits_lease_s)
+        budgets = [t for t, p in compiled.policy.tenants.items() if _has_budget(p.limits)]
+        if budgets:
+            log.warning(
+                "limits_store is memory: the monthly token budgets of %s start again from zero"
+                " whenever this process restarts, and each process counts alone; set"
+                " limits_store: redis://... to keep them",
+                ", ".join(sorted(budgets)),
+            )
+    else:
+        store = RedisStore(
+            settings.limits_store,
+            settings.limits_key_prefix,
+            settings.limits_timeout_s,
+            settings.limits_lease_s,
+            lambda operation: metrics.limits_store_errors.labels(operation).inc(),
+        )
+    if settings.limits_fail_open:
+        log.warning(
+            "LIMITS FAIL OPEN: when the limits store cannot be reached, requests go through"
+            " WITHOUT rate limits, concurrency limits or token budgets"
+            " (counted in sgw_limits_fail_open_total); set limits_fail_open: false to refuse them"
+        )
+    return Limits(store, settings.limits_fail_open, metrics.limits_fail_open.inc)
+
+
+def _has_budget(limits: TenantLimits) -> bool:
+    return limits.tokens_per_month is not None or any(
+        k.tokens_per_month is not None for k in limits.keys.values()
     )
 
 
@@ -141,6 +176,7 @@ def create_app(settings: Settings) -> ASGIApp:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if parts.audit.writer is not None:
             await parts.audit.writer.start()
+        await parts.limits.store.start()
         parts.reloader.start()
         parts.monitor.start()
         parts.ready = True
@@ -154,6 +190,7 @@ def create_app(settings: Settings) -> ASGIApp:
             if parts.audit.writer is not None:
                 await parts.audit.writer.stop()
             await parts.upstreams.aclose()
+            await parts.limits.store.aclose()
 
     app = FastAPI(
         title="Sovereign Gateway",

@@ -8,6 +8,7 @@ from starlette.requests import Request
 
 from gateway.audit.log import AuditLog
 from gateway.auth.keys import KeyStore
+from gateway.limits.gate import Limits
 from gateway.observability.metrics import Metrics
 from gateway.policy.holder import PolicyHolder
 from gateway.policy.reloader import PolicyReloader
@@ -30,6 +31,7 @@ class Components:
     metrics: Metrics
     health: HealthTracker
     monitor: BackendMonitor
+    limits: Limits
     ready: bool = False
 
 

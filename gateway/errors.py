@@ -3,17 +3,21 @@
 GatewayError                      any failure the gateway reports to a client
  +-- InvalidRequest               400 invalid_request_error
  |    +-- InvalidJSON             400 invalid_request_error, code invalid_json
+ |    +-- MaxTokensExceeded       400 max_tokens_exceeded: above the tenant's or key's cap
  +-- AuthenticationFailed         401 invalid_api_key
  |    +-- ExpiredApiKey           401 expired_api_key (the key's `expires` has passed)
  +-- PolicyViolation              403 policy_violation
  +-- NotFound                     404 not_found_error
  |    +-- ModelNotFound           404 model_not_found
  +-- RequestTooLarge              413 request_too_large
- +-- RateLimited                  429 rate_limit_exceeded, with Retry-After
+ +-- RateLimited                  429 rate_limit_exceeded, with Retry-After and x-ratelimit-*
+ |    +-- QuotaExhausted          429 insufficient_quota: the month's token budget is spent
  +-- UpstreamError                502 upstream_error (connect failures, bad upstream replies)
  |    +-- UpstreamStatusError     the upstream answered with an error status; carries its body
  +-- NoHealthyBackend             503 no_healthy_backend
  +-- ServiceUnavailable           503 service_unavailable (stores down, shutting down)
+ |    +-- AuditUnavailable        503 audit_unavailable
+ |    +-- LimitsUnavailable       503 limits_unavailable: the limits store cannot be reached
  +-- UpstreamTimeout              504 upstream_timeout
  +-- NotImplementedByUpstream     501 not_implemented
 
@@ -23,6 +27,7 @@ is one function (`GatewayError.body`) and never a table spread over the code.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import orjson
@@ -32,6 +37,7 @@ class GatewayError(Exception):
     status: int = 500
     type: str = "server_error"
     code: str | None = "internal_error"
+    limit_kind: str | None = None  # set on refusals by a limit: the kind it is counted under
 
     def __init__(
         self,
@@ -113,15 +119,36 @@ class RequestTooLarge(GatewayError):
     code = "request_too_large"
 
 
+class MaxTokensExceeded(InvalidRequest):
+    code = "max_tokens_exceeded"
+    limit_kind = "max_tokens"
+
+
 class RateLimited(GatewayError):
+    """`limit_kind` names the limit that refused (the label of `sgw_limit_refusals_total`)."""
+
     status = 429
     type = "rate_limit_error"
     code = "rate_limit_exceeded"
 
-    def __init__(self, message: str, *, retry_after: float, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        retry_after: float,
+        limit_kind: str = "requests_per_minute",
+        **kwargs: Any,
+    ) -> None:
         super().__init__(message, **kwargs)
         self.retry_after = retry_after
-        self.headers.setdefault("retry-after", str(max(1, round(retry_after + 0.499))))
+        self.limit_kind = limit_kind
+        self.headers.setdefault("retry-after", str(max(1, math.ceil(retry_after))))
+        self.headers.setdefault("retry-after-ms", str(max(1, math.ceil(retry_after * 1000))))
+
+
+class QuotaExhausted(RateLimited):
+    type = "insufficient_quota"
+    code = "insufficient_quota"
 
 
 class UpstreamError(GatewayError):
@@ -178,3 +205,8 @@ class NotImplementedByUpstream(GatewayError):
 
 class AuditUnavailable(ServiceUnavailable):
     code = "audit_unavailable"
+
+
+class LimitsUnavailable(ServiceUnavailable):
+    code = "limits_unavailable"
+    limit_kind = "store_unavailable"

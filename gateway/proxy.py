@@ -29,6 +29,7 @@ from gateway.errors import (
     UpstreamStatusError,
     UpstreamTimeout,
 )
+from gateway.limits.gate import Admission, Limits
 from gateway.policy.compile import CompiledPolicy, Route
 from gateway.policy.holder import PolicyHolder
 from gateway.policy.schema import Api, Deployment
@@ -115,6 +116,7 @@ class Exchange:
     first_byte_s: float | None = None
     error: GatewayError | None = None
     admitted_seq: int | None = None  # a stream's admission record, once committed
+    admission: Admission | None = None
 
 
 class Proxy:
@@ -125,7 +127,7 @@ class Proxy:
         selector: PriorityLeastLoaded,
         load: LoadTracker,
         max_attempts: int,
-        check_limits: Callable[[Principal, CompiledPolicy], None],
+        limits: Limits,
         audit: AuditLog,
         observe: Callable[[Exchange], None],
         health: HealthTracker,
@@ -137,21 +139,34 @@ class Proxy:
         self._selector = selector
         self._load = load
         self._max_attempts = max_attempts
-        self._check_limits = check_limits
+        self._limits = limits
         self._audit = audit
         self._observe = observe
         self._health = health
         self._deadline_s = deadline_s
         self._stream_first_byte_s = stream_first_byte_s
 
-    def plan(self, exchange: Exchange, body: bytes, data_class: str | None) -> dict[str, Any]:
+    async def plan(self, exchange: Exchange, body: bytes, data_class: str | None) -> dict[str, Any]:
         """Count the request against the tenant's limits, parse the few fields needed, decide
         under policy, and return the parsed body."""
         compiled = self._policy.current
         exchange.policy = compiled
+        try:
+            parsed: dict[str, Any] | GatewayError = _parse(body)
+        except GatewayError as exc:
+            parsed = exc
         # every authenticated request counts, refused or invalid: a tenant cannot fill the log
-        self._check_limits(exchange.principal, compiled)
-        data = _parse(body)
+        exchange.admission = await self._limits.admit(
+            exchange.principal,
+            compiled,
+            exchange.api,
+            parsed if isinstance(parsed, dict) else None,
+            len(body),
+            exchange.request_id,
+        )
+        if isinstance(parsed, GatewayError):
+            raise parsed
+        data = parsed
         model = data["model"]
         exchange.model = model
         exchange.stream = data.get("stream") is True
@@ -293,6 +308,7 @@ class Proxy:
 
     async def finish(self, exchange: Exchange) -> None:
         """Commit the audit record, then count and log the request with its final status."""
+        self._settle_limits(exchange)
         try:
             await self._audit.record(exchange)
         except GatewayError as exc:
@@ -426,21 +442,35 @@ class Proxy:
             if not recorded and exchange.error is None:
                 exchange.status = CLIENT_CLOSED
             exchange.usage = sse.usage
+            self._settle_limits(exchange)
             self._load.finish(dep.id)
             await stream.aclose()
             if not recorded:
                 self._observe(exchange)
                 self._audit.record_later(exchange)
 
+    def _settle_limits(self, exchange: Exchange) -> None:
+        """Give back the request's concurrency slot and charge its real tokens: its usage, else
+        nothing when no upstream was reached, else (a cut stream) its estimate."""
+        usage = exchange.usage
+        if usage is not None:
+            used: int | None = usage.prompt_tokens + usage.completion_tokens
+        else:
+            used = None if exchange.deployment is not None else 0
+        self._limits.settle(exchange.admission, used)
+
     def _headers(self, exchange: Exchange, dep: Deployment) -> RawHeaders:
         assert exchange.route is not None and exchange.policy is not None
         backend = exchange.policy.policy.catalog.backends[dep.backend]
-        return [
+        headers = [
             (b"x-sovereign-deployment", dep.id.encode()),
             (b"x-sovereign-country", backend.country.encode()),
             (b"x-sovereign-decision-id", exchange.decision_id.encode()),
             (b"x-sovereign-policy-revision", exchange.route.revision.encode()),
         ]
+        if exchange.admission is not None:
+            headers.extend((k.encode(), v.encode()) for k, v in exchange.admission.headers.items())
+        return headers
 
 
 def _parse(body: bytes) -> dict[str, Any]:

@@ -120,6 +120,29 @@ class Settings(BaseSettings):
         description="signs console session cookies; one per process when unset (sign-ins "
         "then end with a restart)",
     )
+    limits_store: str = Field(
+        default="memory",
+        pattern=r"^(memory|rediss?://.+)$",
+        description="memory (one process; the month's budget restarts with it) or a redis://"
+        " URL shared by every replica",
+    )
+    limits_fail_open: bool = Field(
+        default=False,
+        description="when the limits store cannot be reached: false refuses with 503"
+        " limits_unavailable, true lets requests through without limits (counted)",
+    )
+    limits_timeout_s: float = Field(
+        default=0.25, gt=0, description="the longest a request waits for the limits store"
+    )
+    limits_key_prefix: str = Field(
+        default="sgw:limits:", description="prefix of every Redis key of the limits"
+    )
+    limits_lease_s: float = Field(
+        default=900.0,
+        gt=0,
+        description="a concurrency slot whose release was lost (a replica killed) frees itself"
+        " after this",
+    )
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["json", "text"] = "json"
     access_log: bool = True

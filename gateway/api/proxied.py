@@ -102,7 +102,7 @@ class ProxiedRoutes:
         try:
             body = await _read_body(receive, parts.settings.max_body_bytes, declared)
             exchange.request_body = body
-            data = parts.proxy.plan(exchange, body, data_class)
+            data = await parts.proxy.plan(exchange, body, data_class)
             answer = await _unless_client_leaves(parts.proxy.forward(exchange, data), receive)
         except GatewayError as exc:
             await self._refuse(exchange, exc, id_header, scope, receive, send)

@@ -302,8 +302,22 @@ class Metrics:
         )
         self.limit_refusals = Counter(
             "sgw_limit_refusals",
-            "Requests refused by a limit, by tenant and kind",
+            "Requests refused by a limit, by tenant and kind (requests_per_minute,"
+            " tokens_per_minute, concurrent_requests, tokens_per_month, max_tokens,"
+            " store_unavailable)",
             ["tenant", "kind"],
+            registry=r,
+        )
+        self.limits_fail_open = Counter(
+            "sgw_limits_fail_open",
+            "Requests let through without any limit because the limits store could not be"
+            " reached (limits_fail_open: true)",
+            registry=r,
+        )
+        self.limits_store_errors = Counter(
+            "sgw_limits_store_errors",
+            "Calls to the limits store that failed or timed out, by operation (admit, settle)",
+            ["operation"],
             registry=r,
         )
         self.audit_refusals = Counter(

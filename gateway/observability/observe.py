@@ -9,7 +9,7 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
-from gateway.errors import AuditUnavailable, PolicyViolation, RateLimited
+from gateway.errors import AuditUnavailable, PolicyViolation
 from gateway.observability.metrics import Metrics
 from gateway.policy.schema import API_NAMES, Api
 
@@ -59,8 +59,8 @@ class RequestObserver:
             m.upstream_errors.labels(attempt.deployment, attempt.outcome).inc()
             if i + 1 < len(exchange.attempts):
                 m.failovers.labels(attempt.deployment).inc()
-        if isinstance(exchange.error, RateLimited):
-            m.limit_refusals.labels(tenant, "requests_per_minute").inc()
+        if exchange.error is not None and exchange.error.limit_kind is not None:
+            m.limit_refusals.labels(tenant, exchange.error.limit_kind).inc()
         elif isinstance(exchange.error, AuditUnavailable):
             m.audit_refusals.inc()
         if dep is not None:

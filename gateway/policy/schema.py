@@ -249,9 +249,33 @@ class DataClass(Strict):
     rules: Rules = Rules()
 
 
-class Limits(Strict):
+class KeyLimits(Strict):
     requests_per_minute: int | None = Field(default=None, ge=1)
-    tokens_per_minute: int | None = Field(default=None, ge=1)
+    tokens_per_minute: int | None = Field(
+        default=None,
+        ge=1,
+        description="admitted on an estimate (request bytes / 4 + max_tokens), reconciled with"
+        " the usage the answer reports",
+    )
+    concurrent_requests: int | None = Field(
+        default=None, ge=1, description="answers and streams under way at once"
+    )
+    max_tokens: int | None = Field(
+        default=None,
+        ge=1,
+        description="a request asking for more is refused (400 max_tokens_exceeded); one asking"
+        " for nothing is sent with this as its max_tokens",
+    )
+    tokens_per_month: int | None = Field(
+        default=None, ge=1, description="prompt and completion tokens per calendar month (UTC)"
+    )
+
+
+class Limits(KeyLimits):
+    keys: dict[Annotated[str, Field(pattern=r"^[a-z0-9]{8,32}$")], KeyLimits] = Field(
+        default={},
+        description="limits of one API key (by key id), applied as well as the tenant's",
+    )
 
 
 class AuditContent(StrEnum):
