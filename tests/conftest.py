@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -74,6 +75,10 @@ def sims(policy_dir: PolicyDir, gateway: Gateway) -> Iterator[dict[str, Sim]]:
     yield found
     for sim in found.values():
         sim.reset()
+    # a request a test left behind (a slow first token, say) must not count in the next test
+    deadline = time.monotonic() + 10
+    while any(sim.state()["running"] for sim in found.values()) and time.monotonic() < deadline:
+        time.sleep(0.1)
 
 
 @pytest.fixture

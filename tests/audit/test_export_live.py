@@ -118,11 +118,11 @@ def test_an_open_stream_does_not_hold_an_export_up_and_is_in_the_next(
     ) as response:
         streamed = response.headers["x-request-id"]
         chunks = response.iter_raw()
-        next(chunks)  # the stream is under way, its record not yet written
+        next(chunks)  # the stream is under way: its admission is recorded, its end not yet
         lines, report = api_export(gw)
         assert report.ok and report.notes == [], (report.failures, report.notes)
-        assert request_ids(lines)[-1] == before
+        assert request_ids(lines)[-2:] == [before, streamed]
         assert b"".join(chunks).endswith(b"data: [DONE]\n\n")
     lines, report = api_export(gw)
     assert report.ok, report.failures
-    assert request_ids(lines)[-2:] == [before, streamed]
+    assert request_ids(lines)[-3:] == [before, streamed, streamed]  # admitted, then completed
