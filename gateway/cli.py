@@ -116,7 +116,8 @@ def _serve(args: argparse.Namespace) -> int:
                 raise
             print(message, file=sys.stderr)
             return 2
-        serve(app, settings)
+        if not serve(app, settings):
+            return 2  # the reason is logged: the audit log is taken, the store is down, ...
     finally:
         if simulators is not None:
             simulators.stop()

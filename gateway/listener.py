@@ -14,6 +14,7 @@ import logging
 import ssl
 
 import uvicorn
+from uvicorn.config import STARTUP_FAILURE
 
 from gateway.asgi.connections import guarded_protocol, reserve_descriptors
 from gateway.asgi.types import ASGIApp
@@ -22,7 +23,8 @@ from gateway.settings import Settings
 log = logging.getLogger("gateway.listener")
 
 
-def serve(app: ASGIApp, settings: Settings) -> None:
+def serve(app: ASGIApp, settings: Settings) -> bool:
+    """Serve until told to stop; False if the app refused to start (uvicorn has logged why)."""
     tls = settings.tls_cert_file is not None
     config = uvicorn.Config(
         app,
@@ -45,7 +47,13 @@ def serve(app: ASGIApp, settings: Settings) -> None:
     )
     server = uvicorn.Server(config)
     with asyncio.Runner(loop_factory=config.get_loop_factory()) as runner:
-        runner.run(_serve(server, settings if tls else None))
+        try:
+            runner.run(_serve(server, settings if tls else None))
+        except SystemExit as exc:  # uvicorn's way to say the start-up failed
+            if exc.code != STARTUP_FAILURE or server.started:
+                raise
+            return False
+    return True
 
 
 async def _serve(server: uvicorn.Server, settings: Settings | None) -> None:
