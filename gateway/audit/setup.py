@@ -50,12 +50,17 @@ def signer_from_settings(settings: Settings) -> Signer:
     return Signer.from_file(path)
 
 
+def audit_log_id(settings: Settings) -> str:
+    """This replica's log: the configured id, or `<hostname>-<port>`."""
+    return settings.audit_log_id or f"{socket.gethostname()}-{settings.port}"
+
+
 def build_audit(
     settings: Settings, on_batch: Callable[[int, float], None] | None = None
 ) -> AuditLog:
     if not settings.audit_enabled:
         return AuditLog(None)
-    log_id = settings.audit_log_id or f"{socket.gethostname()}-{settings.port}"
+    log_id = audit_log_id(settings)
     writer = AuditWriter(
         open_store(settings.audit_store, log_id),
         signer_from_settings(settings),
