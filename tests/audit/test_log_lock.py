@@ -3,16 +3,24 @@ replica that restarts with its id continues its log."""
 
 from __future__ import annotations
 
+import asyncio
 import os
+import secrets
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import httpx
 import orjson
+import pytest
 
+from gateway.audit.setup import open_store
+from gateway.audit.store import LogTaken, StoredRecord, StoreUnavailable
+from gateway.audit.store_postgres import WRITER_NAME
 from gateway.demo import demo_key, free_port
+from tests.audit.conftest import ADMIN_DSN, _schema
 from tests.harness import Gateway, PolicyDir, run_gateway, run_simulators, sovereign_gateway
 
 
@@ -75,3 +83,42 @@ def test_a_second_writer_of_a_log_refuses_to_start_and_a_restart_continues_it(
     key.write_text(public.stdout)
     verified = sovereign_gateway("audit", "verify", export, "--public-key", key)
     assert verified.returncode == 0, verified.stdout
+
+
+def test_a_writer_that_loses_its_postgres_lock_writes_nothing_until_it_has_it_again(
+    postgres: str,
+) -> None:
+    schema = "t_" + secrets.token_hex(4)
+    asyncio.run(_schema(postgres, schema))
+    url = f"{postgres}?search_path={schema}"
+
+    def row(seq: int) -> StoredRecord:
+        return StoredRecord("edge-1", seq, "2026-01-01T00:00:00Z", "t", bytes(32), b"{}")
+
+    async def run() -> None:
+        first = open_store(url, "edge-1")
+        await first.open()
+        await first.append_batch([row(0)])
+        with pytest.raises(LogTaken):
+            await open_store(url, "edge-1").open()
+        # its session ends (a cut connection, a restarted server): the lock goes with it
+        conn = await asyncpg.connect(ADMIN_DSN)
+        await conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1"
+            " AND datname = $2",
+            WRITER_NAME,
+            postgres.rsplit("/", 1)[-1],
+        )
+        await conn.close()
+        second = open_store(url, "edge-1")
+        await second.open()  # another process took the log meanwhile
+        with pytest.raises(StoreUnavailable):
+            await first.append_batch([row(1)])
+        with pytest.raises(StoreUnavailable, match="another process holds audit log 'edge-1'"):
+            await first.append_batch([row(1)])
+        await second.aclose()
+        await first.append_batch([row(1)])  # it has the lock again
+        assert await first.size("edge-1") == 2
+        await first.aclose()
+
+    asyncio.run(run())
