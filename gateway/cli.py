@@ -9,6 +9,7 @@ import contextlib
 import ipaddress
 import logging
 import signal
+import socket
 import ssl
 import sys
 from collections.abc import Sequence
@@ -53,6 +54,14 @@ def _parser() -> argparse.ArgumentParser:
         type=int,
         help="with --with-simulators: listen on this port and the next ones instead of free ones",
     )
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="run this many gateway processes on the port (each its own audit log, <id>-w<i>)",
+    )
+    serve.add_argument("--worker-index", type=int, help=argparse.SUPPRESS)
+    serve.add_argument("--listen-fd", type=int, help=argparse.SUPPRESS)
     serve.set_defaults(func=_serve)
 
     demo = sub.add_parser("demo", help="a scripted tour through the official OpenAI SDK")
@@ -108,6 +117,17 @@ def _serve(args: argparse.Namespace) -> int:
                 print(f"error: {exc}", file=sys.stderr)
                 return 1
             settings = settings.model_copy(update={"policy_dir": simulators.policy_dir})
+        if args.workers > 1 and args.worker_index is None:
+            from gateway.workers import supervise
+
+            return supervise(settings, args.workers, _child_args(args, settings))
+        sock = None
+        if args.worker_index is not None:
+            from gateway.audit.setup import audit_log_id
+
+            log_id = f"{audit_log_id(settings)}-w{args.worker_index}"
+            settings = settings.model_copy(update={"audit_log_id": log_id})
+            sock = socket.socket(fileno=args.listen_fd)
         try:
             app = create_app(settings)
         except Exception as exc:  # reported, then the process exits non-zero
@@ -116,11 +136,21 @@ def _serve(args: argparse.Namespace) -> int:
                 raise
             print(message, file=sys.stderr)
             return 2
-        serve(app, settings)
+        if not serve(app, settings, sock):
+            return 2  # the reason is logged: the audit log is taken, the store is down, ...
     finally:
         if simulators is not None:
             simulators.stop()
     return 0
+
+
+def _child_args(args: argparse.Namespace, settings: Settings) -> list[str]:
+    """The `serve` arguments of each worker: the parent's, with the policy it resolved."""
+    out = ["--policy-dir", str(settings.policy_dir), "--port", str(settings.port)]
+    out += ["--host", settings.host, "--log-level", settings.log_level]
+    if args.config is not None:
+        out += ["--config", str(args.config)]
+    return out
 
 
 def _warn_open_metrics(settings: Settings) -> None:

@@ -11,9 +11,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 import ssl
 
 import uvicorn
+from uvicorn.config import STARTUP_FAILURE
 
 from gateway.asgi.connections import guarded_protocol, reserve_descriptors
 from gateway.asgi.types import ASGIApp
@@ -22,7 +24,9 @@ from gateway.settings import Settings
 log = logging.getLogger("gateway.listener")
 
 
-def serve(app: ASGIApp, settings: Settings) -> None:
+def serve(app: ASGIApp, settings: Settings, sock: socket.socket | None = None) -> bool:
+    """Serve until told to stop; False if the app refused to start (uvicorn has logged why).
+    With `sock` (a worker of `serve --workers`), accept on that listening socket."""
     tls = settings.tls_cert_file is not None
     config = uvicorn.Config(
         app,
@@ -45,15 +49,23 @@ def serve(app: ASGIApp, settings: Settings) -> None:
     )
     server = uvicorn.Server(config)
     with asyncio.Runner(loop_factory=config.get_loop_factory()) as runner:
-        runner.run(_serve(server, settings if tls else None))
+        try:
+            runner.run(_serve(server, settings if tls else None, sock))
+        except SystemExit as exc:  # uvicorn's way to say the start-up failed
+            if exc.code != STARTUP_FAILURE or server.started:
+                raise
+            return False
+    return True
 
 
-async def _serve(server: uvicorn.Server, settings: Settings | None) -> None:
+async def _serve(
+    server: uvicorn.Server, settings: Settings | None, sock: socket.socket | None
+) -> None:
     watcher = None
     if settings is not None and settings.tls_reload_interval_s > 0:
         watcher = asyncio.create_task(CertificateWatcher(server.config, settings).run())
     try:
-        await server.serve()
+        await server.serve(sockets=[sock] if sock is not None else None)
     finally:
         if watcher is not None:
             watcher.cancel()

@@ -24,6 +24,7 @@ from gateway.components import Components
 from gateway.errors import GatewayError, InvalidRequest, RequestTooLarge
 from gateway.policy.schema import Api
 from gateway.proxy import CLIENT_CLOSED, Answer, Exchange, LastChunk, UpstreamEnded
+from gateway.startup import report_refusals
 
 ROUTES = MappingProxyType(
     {
@@ -70,6 +71,9 @@ class ProxiedRoutes:
                 id_header = (REQUEST_ID_HEADER, self.ids.of(scope).encode())
                 await _send_error(repeated, id_header, scope, receive, send)
                 return
+        elif scope["type"] == "lifespan":
+            await report_refusals(self.app, scope, receive, send)
+            return
         await self.app(scope, receive, send)
 
     async def _serve(

@@ -18,15 +18,18 @@ from gateway.settings import Settings
 log = logging.getLogger("gateway.audit")
 
 
-def open_store(url: str) -> AuditStore:
+def open_store(url: str, log_id: str | None = None) -> AuditStore:
+    """The store at `url`; with `log_id`, the store of that log's writer, which holds the log
+    under a lock while it is open (a second writer of the same log fails to open it)."""
     if url.startswith(("postgresql://", "postgres://")):
         from gateway.audit.store_postgres import PostgresStore
 
-        return PostgresStore(url)
+        return PostgresStore(url, log_id=log_id)
     if url.startswith("sqlite:"):
         from gateway.audit.store_sqlite import SQLiteStore
 
-        return SQLiteStore(Path(url.removeprefix("sqlite:").removeprefix("//")))
+        path = Path(url.removeprefix("sqlite:").removeprefix("//"))
+        return SQLiteStore(path, log_id=log_id)
     raise ValueError(f"audit_store must be sqlite:PATH or a postgresql:// DSN, not {url!r}")
 
 
@@ -47,14 +50,19 @@ def signer_from_settings(settings: Settings) -> Signer:
     return Signer.from_file(path)
 
 
+def audit_log_id(settings: Settings) -> str:
+    """This replica's log: the configured id, or `<hostname>-<port>`."""
+    return settings.audit_log_id or f"{socket.gethostname()}-{settings.port}"
+
+
 def build_audit(
     settings: Settings, on_batch: Callable[[int, float], None] | None = None
 ) -> AuditLog:
     if not settings.audit_enabled:
         return AuditLog(None)
-    log_id = settings.audit_log_id or f"{socket.gethostname()}-{settings.port}"
+    log_id = audit_log_id(settings)
     writer = AuditWriter(
-        open_store(settings.audit_store),
+        open_store(settings.audit_store, log_id),
         signer_from_settings(settings),
         log_id,
         batch_max=settings.audit_batch_max,

@@ -15,6 +15,7 @@ from typing import Any, Protocol
 from gateway.audit.merkle import Frontier
 from gateway.audit.query import Cursor, PageQuery
 from gateway.audit.signing import Checkpoint
+from gateway.startup import StartupRefused
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS audit_records (
@@ -97,6 +98,16 @@ def select_records(query: Query, placeholder: Callable[[int], str]) -> tuple[str
 
 class StoreUnavailable(Exception):
     """The store could not take or give records."""
+
+
+class LogTaken(StartupRefused):
+    """Another process holds the lock on this log id: two writers would fork the log."""
+
+    def __init__(self, log_id: str, store: str) -> None:
+        super().__init__(
+            f"audit log {log_id!r} is being written by another process (store {store}):"
+            " each replica needs its own audit_log_id (SGW_AUDIT_LOG_ID)"
+        )
 
 
 def settled(records: list[StoredRecord], found: list[tuple[int, bytes]]) -> bool:

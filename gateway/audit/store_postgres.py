@@ -8,6 +8,12 @@ The writer's connection carries its own application name. When an operation on i
 given up (a stalled server, a cut connection), the connection is dropped, but its server process
 may still hold the batch, and a stalled network may still deliver it: `settle` first ends that
 process (`pg_terminate_backend`, waiting for it to go), and only then reads back what landed.
+
+The writer's store is opened with its log id and holds a session advisory lock on it (a hash of
+the schema and the log id) on the writer's connection: a second process asking for the same log
+fails to open (`LogTaken`). Each new writer connection takes the lock again before it writes,
+after ending the server processes of the connections it dropped (one of them may still hold it);
+while another process holds it, nothing is written and the store stays unavailable.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 from typing import Any
+from urllib.parse import urlsplit
 
 import asyncpg
 import orjson
@@ -23,6 +30,7 @@ from gateway.audit.merkle import Frontier
 from gateway.audit.query import POSTGRES, Cursor, PageQuery, page_sql, window_end_sql
 from gateway.audit.signing import Checkpoint
 from gateway.audit.store import (
+    LogTaken,
     Query,
     StoredRecord,
     StoreUnavailable,
@@ -39,12 +47,18 @@ SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::bytea
 """
 ERRORS = (asyncpg.PostgresError, OSError, asyncpg.InterfaceError, TimeoutError)
 WRITER_NAME = "sovereign-gateway-audit-writer"
+TAKE_LOG = (
+    "SELECT pg_try_advisory_lock(hashtextextended("
+    "'sovereign-gateway audit log ' || coalesce(current_schema(), '') || ' ' || $1, 0))"
+)
 CONNECT_TIMEOUT_S = 5.0
 
 
 class PostgresStore:
-    def __init__(self, dsn: str) -> None:
+    def __init__(self, dsn: str, log_id: str | None = None) -> None:
         self.dsn = dsn
+        self.log_id = log_id  # the log this process writes: locked on the writer's connection
+        self._held = False  # the lock was taken once: losing it later is an outage, not a refusal
         self._pool: Any = None
         self._writer: Any = None
         self._writer_pid = 0
@@ -80,14 +94,23 @@ class PostgresStore:
 
     async def _write_now(self, method: str, sql: str, *args: Any) -> Any:
         try:
-            if self._writer is None or self._writer.is_closed():
-                self._writer = await asyncpg.connect(
+            if self._writer is not None and self._writer.is_closed():
+                self._dropped.append(self._writer_pid)  # its server process may live on
+                self._writer = None
+            if self._writer is None:
+                conn = await asyncpg.connect(
                     self.dsn,
                     timeout=CONNECT_TIMEOUT_S,
                     command_timeout=None,  # the writer bounds each call itself
                     server_settings={"application_name": WRITER_NAME},
                 )
-                self._writer_pid = self._writer.get_server_pid()
+                try:
+                    await self._end_dropped(conn)
+                    await self._take_log(conn)
+                except BaseException:
+                    conn.terminate()
+                    raise
+                self._writer, self._writer_pid = conn, conn.get_server_pid()
             return await getattr(self._writer, method)(sql, *args)
         except BaseException as exc:
             writer, self._writer = self._writer, None
@@ -98,32 +121,46 @@ class PostgresStore:
                 raise StoreUnavailable(f"PostgreSQL audit store: {exc}") from exc
             raise
 
+    async def _end_dropped(self, conn: Any) -> None:
+        """End the server processes of writer connections given up: a batch they still hold
+        must not land after `settle` has read, and their lock on the log must go."""
+        if not self._dropped:
+            return
+        await conn.fetchval(
+            "SELECT count(*) FROM (SELECT pg_terminate_backend(pid, 5000) FROM"
+            " pg_stat_activity WHERE pid = ANY($1::int[]) AND application_name = $2) t",
+            self._dropped,
+            WRITER_NAME,
+        )
+        alive = await conn.fetchval(
+            "SELECT count(*) FROM pg_stat_activity"
+            " WHERE pid = ANY($1::int[]) AND application_name = $2",
+            self._dropped,
+            WRITER_NAME,
+        )
+        if alive:
+            raise StoreUnavailable(
+                "PostgreSQL audit store: a dropped writer connection is still alive"
+            )
+        self._dropped = []
+
+    async def _take_log(self, conn: Any) -> None:
+        if self.log_id is None or await conn.fetchval(TAKE_LOG, self.log_id):
+            self._held = self.log_id is not None
+            return
+        if not self._held:
+            raise LogTaken(self.log_id, _where(self.dsn))
+        raise StoreUnavailable(
+            f"PostgreSQL audit store: another process holds audit log {self.log_id!r}"
+        )
+
     async def append_batch(self, records: list[StoredRecord]) -> None:
         rows = [(r.log_id, r.seq, r.time, r.tenant, r.leaf, r.body) for r in records]
         columns = [list(column) for column in zip(*rows, strict=True)]
         await self._write("execute", INSERT_BATCH, *columns)
 
     async def settle(self, records: list[StoredRecord]) -> bool:
-        if self._dropped:
-            await self._write(
-                "fetchval",
-                "SELECT count(*) FROM (SELECT pg_terminate_backend(pid, 5000) FROM"
-                " pg_stat_activity WHERE pid = ANY($1::int[]) AND application_name = $2) t",
-                self._dropped,
-                WRITER_NAME,
-            )
-            alive = await self._write(
-                "fetchval",
-                "SELECT count(*) FROM pg_stat_activity"
-                " WHERE pid = ANY($1::int[]) AND application_name = $2",
-                self._dropped,
-                WRITER_NAME,
-            )
-            if alive:
-                raise StoreUnavailable(
-                    "PostgreSQL audit store: a dropped writer connection is still alive"
-                )
-            self._dropped = []
+        # the read goes through the writer's connection: made anew, it ended the dropped ones
         first, last = records[0], records[-1]
         found = await self._write(
             "fetch",
@@ -247,3 +284,10 @@ class PostgresStore:
                     await pool.close()
             except ERRORS:
                 pool.terminate()
+
+
+def _where(dsn: str) -> str:
+    """The store as an operator knows it, without credentials."""
+    url = urlsplit(dsn)
+    where = f"postgresql://{url.hostname or ''}{f':{url.port}' if url.port else ''}{url.path}"
+    return where + (f"?{url.query}" if url.query else "")
