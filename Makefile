@@ -23,7 +23,7 @@ test: $(VENV)/.installed $(LLAMA)/.installed $(PROMTOOL) $(WRK) $(LITELLM)/.inst
 test-fast: $(VENV)/.installed $(PROMTOOL) $(WRK) $(LITELLM)/.installed $(CHROMIUM) ## the suite without the real-model tier
 	$(BIN)/python -m pytest -m "not llama and not reliability"
 
-reliability: $(VENV)/.installed $(PROMTOOL) ## faults under load: stores, backends, kill -9, SIGTERM (docs/reliability.md)
+reliability: $(VENV)/.installed ## faults under load: stores, backends, kill -9, SIGTERM (docs/reliability.md)
 	$(BIN)/python -m pytest -m reliability -s -p no:cacheprovider tests/reliability
 
 lint: $(VENV)/.installed
