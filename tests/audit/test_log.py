@@ -22,21 +22,10 @@ from gateway.audit.signing import Checkpoint, Signer, public_key_pem
 from gateway.audit.store import Query, StoredRecord, StoreUnavailable
 from gateway.audit.verify import Report, verify_export
 from gateway.audit.writer import AuditWriteFailed, AuditWriter
+from tests.audit.sample_log import record
 from tests.harness import sovereign_gateway
 
 SIGNER = Signer(Ed25519PrivateKey.generate())
-
-
-def _record(i: int, tenant: str) -> dict[str, Any]:
-    moment = dt.datetime(2026, 11, 1, tzinfo=dt.UTC) + dt.timedelta(hours=i)
-    return {
-        "v": 1,
-        "time": moment.isoformat(timespec="microseconds").replace("+00:00", "Z"),
-        "tenant": tenant,
-        "request_id": f"req-{i}",
-        "decision": "allowed",
-        "status": 200,
-    }
 
 
 async def _fill(
@@ -48,11 +37,11 @@ async def _fill(
     await writer.start()
     try:
         if sequential:  # one batch per record, so checkpoints fall every `every` records
-            return [await writer.append(_record(i, ("alpha", "beta")[i % 2])) for i in range(n)]
+            return [await writer.append(record(i, ("alpha", "beta")[i % 2])) for i in range(n)]
         # concurrent appends share batches (group commit)
         return list(
             await asyncio.gather(
-                *(writer.append(_record(i, ("alpha", "beta")[i % 2])) for i in range(n))
+                *(writer.append(record(i, ("alpha", "beta")[i % 2])) for i in range(n))
             )
         )
     finally:
@@ -239,7 +228,7 @@ def test_a_commit_that_hangs_fails_its_batch_and_stops_the_writer_until_it_recov
         try:
             began = asyncio.get_running_loop().time()
             results = await asyncio.gather(
-                *(writer.append(_record(i, "alpha")) for i in range(3)), return_exceptions=True
+                *(writer.append(record(i, "alpha")) for i in range(3)), return_exceptions=True
             )
             waited = asyncio.get_running_loop().time() - began
             assert all(isinstance(r, AuditWriteFailed) for r in results), results
@@ -252,7 +241,7 @@ def test_a_commit_that_hangs_fails_its_batch_and_stops_the_writer_until_it_recov
                 break
             await asyncio.sleep(0.05)
         assert writer.accepting
-        assert await writer.append(_record(3, "alpha")) == writer.size - 1
+        assert await writer.append(record(3, "alpha")) == writer.size - 1
         await writer.stop()
 
     asyncio.run(scenario())
@@ -294,7 +283,7 @@ async def _busy_writer(path: Path, gather_s: float) -> AuditWriter:
         gather_s=gather_s,
     )
     await writer.start()
-    await asyncio.gather(writer.append(_record(0, "alpha")), writer.append(_record(1, "alpha")))
+    await asyncio.gather(writer.append(record(0, "alpha")), writer.append(record(1, "alpha")))
     return writer
 
 
@@ -311,13 +300,13 @@ def test_under_load_a_batch_grows_while_each_turn_brings_records_and_no_longer(
             async def one_per_turn() -> list[asyncio.Future[int]]:
                 futures = []
                 for i in range(2, 12):
-                    futures.append(writer.append(_record(i, "alpha")))
+                    futures.append(writer.append(record(i, "alpha")))
                     await asyncio.sleep(0)
                 return futures
 
             await asyncio.gather(*await one_per_turn())
             began = asyncio.get_running_loop().time()
-            await writer.append(_record(12, "alpha"))
+            await writer.append(record(12, "alpha"))
             assert asyncio.get_running_loop().time() - began < 1  # not the 5 s bound
             return list(writer.stats.batch_sizes)
         finally:
@@ -335,7 +324,7 @@ def test_gathering_a_batch_stops_at_its_time_bound(tmp_path: Path) -> None:
             stop = loop.time() + 0.3
             i = 2
             while loop.time() < stop:  # a record every turn, for far longer than the bound
-                futures.append(writer.append(_record(i, "alpha")))
+                futures.append(writer.append(record(i, "alpha")))
                 i += 1
                 await asyncio.sleep(0)
             await asyncio.gather(*futures)
@@ -360,7 +349,7 @@ def test_a_batch_is_stored_whole_or_not_at_all(store_url: str) -> None:
                 f"2026-11-01T00:00:{i % 60:02d}.000000Z",
                 "alpha",
                 bytes(32),
-                canonical(_record(i, "alpha")),
+                canonical(record(i, "alpha")),
             )
             for i in range(first, first + n)
         ]

@@ -21,7 +21,8 @@ from gateway.audit.setup import open_store
 from gateway.audit.signing import Signer
 from gateway.audit.store import Query
 from gateway.audit.writer import AuditWriteFailed, AuditWriter
-from tests.audit.test_log import SIGNER, _export, _record, verify
+from tests.audit.sample_log import record
+from tests.audit.test_log import SIGNER, _export, verify
 from tests.faults.proxy import FaultProxy, Mode
 
 
@@ -71,17 +72,17 @@ def test_a_stalled_postgres_fails_fast_and_a_batch_that_lands_late_is_corrected(
                 retry_max_s=0.2,
             )
             await writer.start()
-            assert await writer.append(_record(0, "alpha")) == 0
+            assert await writer.append(record(0, "alpha")) == 0
             proxy.mode = Mode("stall")  # accepts, holds every byte
             began = time.monotonic()
             results = await asyncio.gather(
-                *(writer.append(_record(i, "alpha")) for i in (1, 2, 3)), return_exceptions=True
+                *(writer.append(record(i, "alpha")) for i in (1, 2, 3)), return_exceptions=True
             )
             assert all(isinstance(r, AuditWriteFailed) for r in results), results
             assert time.monotonic() - began < 2
             began = time.monotonic()
             with pytest.raises(AuditWriteFailed):  # refused at once: nobody waits
-                await asyncio.wait_for(writer.append(_record(4, "alpha")), 1)
+                await asyncio.wait_for(writer.append(record(4, "alpha")), 1)
             assert time.monotonic() - began < 0.1 and not writer.available
             await asyncio.sleep(1.0)
             assert not writer.accepting  # still stalled: not back
@@ -89,7 +90,7 @@ def test_a_stalled_postgres_fails_fast_and_a_batch_that_lands_late_is_corrected(
             took = await _until(lambda: writer.accepting, 10)
             print(f"back {took:.2f} s after the store answered again")
             # the next batch does not collide with the late one
-            assert await writer.append(_record(5, "alpha")) == writer.size - 1
+            assert await writer.append(record(5, "alpha")) == writer.size - 1
             await writer.stop()
 
         asyncio.run(scenario())
@@ -150,19 +151,19 @@ def test_sqlite_on_a_full_volume_is_not_declared_back_until_there_is_room(
                 retry_max_s=0.2,
             )
             await writer.start()
-            assert await writer.append(_record(0, "alpha")) == 0
+            assert await writer.append(record(0, "alpha")) == 0
             filler = fill(volume, 2 * 2**20)
             with pytest.raises(AuditWriteFailed):
-                await writer.append(_record(1, "alpha"))
+                await writer.append(record(1, "alpha"))
             for _ in range(20):  # two seconds of ticks and retries
                 await asyncio.sleep(0.1)
                 assert not writer.accepting, "declared back while the volume is still full"
                 with pytest.raises(AuditWriteFailed):
-                    await writer.append(_record(2, "alpha"))
+                    await writer.append(record(2, "alpha"))
             filler.unlink()
             took = await _until(lambda: writer.accepting, 10)
             print(f"back {took:.2f} s after room was made")
-            assert await writer.append(_record(3, "alpha")) == writer.size - 1
+            assert await writer.append(record(3, "alpha")) == writer.size - 1
             await writer.stop()
 
         asyncio.run(scenario())
