@@ -34,7 +34,7 @@ class FaultProxy:
         self.open_connections = 0
         self.accepted = 0
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._server: asyncio.Server | None = None
+        self._stop: asyncio.Event | None = None
 
     @contextlib.contextmanager
     def running(self) -> Iterator[FaultProxy]:
@@ -48,24 +48,36 @@ class FaultProxy:
         try:
             yield self
         finally:
-            if self._loop is not None:
-                self._loop.call_soon_threadsafe(self._loop.stop)
+            if self._loop is not None and self._stop is not None:
+                self._loop.call_soon_threadsafe(self._stop.set)
             thread.join(10)
 
     def _run(self, ready: threading.Event) -> None:
         loop = asyncio.new_event_loop()
         try:
-            self._server = loop.run_until_complete(
-                asyncio.start_server(self._handle, "127.0.0.1", 0)
-            )
-            self.port = self._server.sockets[0].getsockname()[1]
-            self._loop = loop
-            ready.set()
-            loop.run_forever()
-            self._server.close()
+            loop.run_until_complete(self._serve(loop, ready))
         finally:
             ready.set()
             loop.close()
+
+    async def _serve(self, loop: asyncio.AbstractEventLoop, ready: threading.Event) -> None:
+        """Serve until told to stop, then close the listener and every connection still open,
+        so that nothing is left pending when the loop closes."""
+        self._stop = asyncio.Event()
+        server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        self.port = server.sockets[0].getsockname()[1]
+        self._loop = loop
+        ready.set()
+        try:
+            await self._stop.wait()
+        finally:
+            server.close()
+            this = asyncio.current_task()
+            handlers = [task for task in asyncio.all_tasks() if task is not this]
+            for task in handlers:
+                task.cancel()
+            await asyncio.gather(*handlers, return_exceptions=True)
+            await server.wait_closed()
 
     async def _while_stalled(self) -> bool:
         """Hold the bytes while stalled; False once refusing (open connections are cut too)."""
@@ -102,12 +114,15 @@ class FaultProxy:
                 )
             finally:
                 up_writer.close()
+                with contextlib.suppress(Exception):
+                    await up_writer.wait_closed()
         except (ConnectionError, OSError):
             pass
         finally:
             self.open_connections -= 1
+            writer.close()
             with contextlib.suppress(Exception):
-                writer.close()
+                await writer.wait_closed()
 
 
 async def _pipe(
