@@ -102,17 +102,17 @@ def build_components(settings: Settings) -> Components:
         )
     )
     proxy = Proxy(
-        policy,
-        upstreams,
-        PriorityLeastLoaded(load),
-        load,
-        settings.max_attempts,
-        limits,
-        audit,
-        observer.observe,
-        health,
-        settings.request_deadline_s,
-        settings.stream_first_byte_timeout_s,
+        policy=policy,
+        upstreams=upstreams,
+        selector=PriorityLeastLoaded(load),
+        load=load,
+        health=health,
+        limits=limits,
+        audit=audit,
+        observe=observer.observe,
+        max_attempts=settings.max_attempts,
+        deadline_s=settings.request_deadline_s,
+        stream_first_byte_s=settings.stream_first_byte_timeout_s,
     )
     reloader = PolicyReloader(policy, settings.policy_watch_interval_s)
     return Components(

@@ -4,6 +4,7 @@ GatewayError                      any failure the gateway reports to a client
  +-- InvalidRequest               400 invalid_request_error
  |    +-- InvalidJSON             400 invalid_request_error, code invalid_json
  |    +-- MaxTokensExceeded       400 max_tokens_exceeded: above the tenant's or key's cap
+ |    +-- ClientClosed            499 client_closed_request: recorded, never answered
  +-- AuthenticationFailed         401 invalid_api_key
  |    +-- ExpiredApiKey           401 expired_api_key (the key's `expires` has passed)
  +-- PolicyViolation              403 policy_violation
@@ -79,6 +80,14 @@ class InvalidRequest(GatewayError):
 
 class InvalidJSON(InvalidRequest):
     code = "invalid_json"
+
+
+class ClientClosed(InvalidRequest):
+    """The client went away before its answer (or before its request body arrived): the request
+    is recorded with nginx's 499, and nothing is sent."""
+
+    status = 499
+    code = "client_closed_request"
 
 
 class AuthenticationFailed(GatewayError):

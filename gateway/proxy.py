@@ -1,58 +1,54 @@
-"""The request path after authentication: limits, policy, routing, upstream, and the reply.
+"""The request path after authentication: `Proxy.handle` reads the body, counts the request
+against its limits, decides under policy, forwards to an eligible deployment (failing over while
+the deadline allows), relays the answer and records it. Refusals and failures are recorded and
+answered here too.
 
-HTTP framing stays in `api/`; this module takes bytes and a principal and returns an `Answer`
-(status, raw headers, and a body or a stream of chunks), so the whole path is testable without a
-socket.
+HTTP framing stays in `api/`: `handle` takes the exchange, a way to read the body and a way to
+watch the client, and returns an `Answer` (status, raw headers, and a body or a stream), so the
+whole path is testable without a socket.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
 
 from gateway.audit.log import AuditLog
-from gateway.auth.keys import Principal
 from gateway.errors import (
     AuditUnavailable,
     GatewayError,
     InvalidJSON,
     InvalidRequest,
-    ModelNotFound,
     NoHealthyBackend,
     NotImplementedByUpstream,
     PolicyViolation,
     UpstreamStatusError,
     UpstreamTimeout,
 )
-from gateway.limits.gate import Admission, Limits
-from gateway.policy.compile import CompiledPolicy, Route
+from gateway.exchange import Answer, Attempt, Exchange, RawHeaders
+from gateway.limits.gate import Limits
+from gateway.policy.apis import API
+from gateway.policy.decision import Decision
 from gateway.policy.holder import PolicyHolder
-from gateway.policy.schema import Api, Deployment
+from gateway.policy.schema import Deployment
+from gateway.relay import StreamRelay
 from gateway.routing.health import HealthTracker
 from gateway.routing.load import LoadTracker
 from gateway.routing.select import PriorityLeastLoaded
-from gateway.upstream.base import Upstream, UpstreamStream
+from gateway.upstream.base import Upstream
 from gateway.upstream.registry import Upstreams
-from gateway.upstream.sse import SSEUsageFilter, Usage, error_event
+from gateway.upstream.sse import Usage
 
-UPSTREAM_PATHS = {
-    Api.CHAT: "/chat/completions",
-    Api.COMPLETIONS: "/completions",
-    Api.EMBEDDINGS: "/embeddings",
-    Api.RESPONSES: "/responses",
-}
-CLIENT_CLOSED = 499  # the client went away before the answer was complete (nginx's convention)
 SSE_HEADERS = (
     (b"content-type", b"text/event-stream; charset=utf-8"),
     (b"cache-control", b"no-cache"),
     (b"x-accel-buffering", b"no"),
 )
-RawHeaders = list[tuple[bytes, bytes]]
 # the fields of a request body the gateway reads, and the JSON type each must have
 READ_FIELDS = (("model", str), ("stream", bool), ("stream_options", dict), ("n", int))
 JSON_TYPES = {
@@ -65,72 +61,26 @@ JSON_TYPES = {
 }
 MAX_MODEL_CHARS = 256
 MAX_DATA_CLASS_CHARS = 64
+log = logging.getLogger("gateway.api")
 
-
-class LastChunk(bytes):
-    """A stream's last chunk: sent together with the end of the response, in one write."""
-
-
-class UpstreamEnded(bytes):
-    """What a stream relays once its upstream has ended (possibly nothing): from here on a
-    client that leaves cannot stop anything, and the request is recorded as relayed."""
-
-
-@dataclass(slots=True)
-class Answer:
-    """What goes back to the client: a status, raw headers, and a body or a stream of chunks."""
-
-    status: int
-    headers: RawHeaders
-    body: bytes = b""
-    stream: AsyncIterator[bytes] | None = None
-
-
-@dataclass(slots=True)
-class Attempt:
-    deployment: str
-    outcome: str
-    duration_s: float
-
-
-@dataclass(slots=True)
-class Exchange:
-    """What happened to one request; the audit record and metrics are made from it."""
-
-    request_id: str
-    decision_id: str
-    principal: Principal
-    api: Api
-    model: str | None = None
-    stream: bool = False
-    policy: CompiledPolicy | None = None
-    route: Route | None = None
-    deployment: Deployment | None = None
-    attempts: list[Attempt] = field(default_factory=list)
-    usage: Usage | None = None
-    status: int = 0
-    started: float = field(default_factory=time.perf_counter)
-    started_wall: float = field(default_factory=time.time)
-    request_body: bytes = b""
-    response_body: bytes | bytearray = b""
-    first_byte_s: float | None = None
-    error: GatewayError | None = None
-    admitted_seq: int | None = None  # a stream's admission record, once committed
-    admission: Admission | None = None
+ReadBody = Callable[[], Awaitable[bytes]]
+# awaits an answer, or raises `ClientClosed` (cancelling it) if the client leaves first
+Watch = Callable[[Awaitable[Answer]], Awaitable[Answer]]
 
 
 class Proxy:
     def __init__(
         self,
+        *,
         policy: PolicyHolder,
         upstreams: Upstreams,
         selector: PriorityLeastLoaded,
         load: LoadTracker,
-        max_attempts: int,
+        health: HealthTracker,
         limits: Limits,
         audit: AuditLog,
         observe: Callable[[Exchange], None],
-        health: HealthTracker,
+        max_attempts: int,
         deadline_s: float,
         stream_first_byte_s: float | None = None,
     ) -> None:
@@ -146,7 +96,41 @@ class Proxy:
         self._deadline_s = deadline_s
         self._stream_first_byte_s = stream_first_byte_s
 
-    async def plan(self, exchange: Exchange, body: bytes, data_class: str | None) -> dict[str, Any]:
+    async def handle(
+        self, exchange: Exchange, *, read_body: ReadBody, data_class: str | None, watch: Watch
+    ) -> Answer:
+        """The whole request: its answer, or its refusal; recorded either way. A stream records
+        itself when it ends (`StreamRelay`)."""
+        try:
+            body = await read_body()
+            exchange.request_body = body
+            data = await self._plan(exchange, body, data_class)
+            answer = await watch(self._forward(exchange, data))
+        except GatewayError as exc:
+            return await self._refuse(exchange, exc)
+        except Exception:
+            log.exception("request failed", extra={"request_id": exchange.request_id})
+            failure = GatewayError("The gateway failed to handle this request")
+            return await self._refuse(exchange, failure)
+        if answer.stream is None:
+            try:
+                await self._finish(exchange)
+            except GatewayError as exc:  # no record, no answer: the upstream's reply is dropped
+                return error_answer(exc)
+        return answer
+
+    async def _refuse(self, exchange: Exchange, exc: GatewayError) -> Answer:
+        """Record a refusal or failure, then answer it: the error goes out once its record is in."""
+        exchange.fail(exc)
+        try:
+            await self._finish(exchange)
+        except GatewayError as failure:  # the record could not be committed
+            return error_answer(failure)
+        return error_answer(exc)
+
+    async def _plan(
+        self, exchange: Exchange, body: bytes, data_class: str | None
+    ) -> dict[str, Any]:
         """Count the request against the tenant's limits, parse the few fields needed, decide
         under policy, and return the parsed body."""
         compiled = self._policy.current
@@ -185,17 +169,17 @@ class Proxy:
                 code="unknown_tenant",
                 details={"decision_id": exchange.decision_id, "policy_revision": compiled.revision},
             )
-        route = compiled.route(exchange.principal.tenant, model, data_class)
-        exchange.route = route
-        if not route.eligible:
-            raise _refusal(route, exchange.decision_id)
+        decision = Decision(compiled.route(exchange.principal.tenant, model, data_class))
+        exchange.decision = decision
+        if not decision.allowed:
+            raise decision.error(exchange.decision_id)
         self._audit.require()
         return data
 
-    async def forward(self, exchange: Exchange, data: dict[str, Any]) -> Answer:
-        policy = exchange.policy
-        assert policy is not None
-        healthy = self._healthy_candidates(exchange)
+    async def _forward(self, exchange: Exchange, data: dict[str, Any]) -> Answer:
+        decision = exchange.decision
+        assert decision is not None
+        healthy = self._healthy_candidates(exchange, decision)
         strip_usage = _ask_for_usage(exchange, data)
         last_error: GatewayError | None = None
         deadline = exchange.started + self._deadline_s
@@ -205,7 +189,7 @@ class Proxy:
             if left <= 0:
                 exchange.attempts.append(Attempt(dep.id, "deadline_exceeded", 0.0))
                 break
-            if not self._still_eligible(exchange, dep):
+            if not self._still_eligible(decision, dep):
                 exchange.attempts.append(Attempt(dep.id, "ineligible_after_reload", 0.0))
                 continue
             data["model"] = dep.upstream_model
@@ -237,23 +221,24 @@ class Proxy:
             took = time.perf_counter() - began
             exchange.attempts.append(Attempt(dep.id, "ok", took))
             self._load.record_latency(dep.id, took)
-            if not exchange.stream:  # a stream succeeds only when it ends cleanly (_relay)
+            if not exchange.stream:  # a stream succeeds only when it ends cleanly (the relay)
                 self._health.success(dep, tenant)
                 self._load.record_outcome(dep.id, failed=False)
             return response
+        raise self._gave_up(exchange, decision, last_error)
+
+    def _gave_up(
+        self, exchange: Exchange, decision: Decision, last_error: GatewayError | None
+    ) -> GatewayError:
+        """Why no attempt answered: the deadline, the policy that changed, or the last error."""
         if any(a.outcome == "deadline_exceeded" for a in exchange.attempts):
-            raise UpstreamTimeout(
+            return UpstreamTimeout(
                 f"The request's overall deadline of {self._deadline_s:g} s passed", param="model"
             )
-        if last_error is None:
-            raise PolicyViolation(
-                f"The policy changed during this request (now {self._policy.current.revision}) "
-                f"and allows none of the deployments of {exchange.model!r} left to try",
-                param="model",
-                code="policy_changed",
-                details={"decision_id": exchange.decision_id},
-            )
-        raise last_error
+        if last_error is None:  # every deployment left was taken away by a reload
+            exchange.decision = decision.after_reload(self._policy.current.revision)
+            return exchange.decision.error(exchange.decision_id)
+        return last_error
 
     async def _attempt(
         self, exchange: Exchange, dep: Deployment, body: bytes, strip_usage: bool, limit: float
@@ -278,15 +263,16 @@ class Proxy:
                 ) from None
             raise
 
-    def _healthy_candidates(self, exchange: Exchange) -> list[Deployment]:
+    def _healthy_candidates(self, exchange: Exchange, decision: Decision) -> list[Deployment]:
         """The eligible deployments that serve this API and are healthy now; raises if none."""
-        assert exchange.route is not None and exchange.policy is not None
+        assert exchange.policy is not None
         api = exchange.api
         backends = exchange.policy.policy.catalog.backends
-        eligible = [d for d in exchange.route.eligible if api in backends[d.backend].apis]
+        eligible = [d for d in decision.route.eligible if api in backends[d.backend].apis]
         if not eligible:
             raise NotImplementedByUpstream(
-                f"No deployment allowed for {exchange.model!r} supports /v1{UPSTREAM_PATHS[api]}",
+                f"No deployment allowed for {exchange.model!r} supports"
+                f" /v1{API[api].upstream_path}",
                 param="model",
             )
         tenant = exchange.principal.tenant
@@ -306,23 +292,28 @@ class Proxy:
             )
         return healthy
 
-    async def finish(self, exchange: Exchange) -> None:
+    async def _finish(self, exchange: Exchange) -> None:
         """Commit the audit record, then count and log the request with its final status."""
         self._settle_limits(exchange)
         try:
             await self._audit.record(exchange)
         except GatewayError as exc:
-            exchange.error = exc
-            exchange.status = exc.status
+            exchange.fail(exc)
             self._observe(exchange)
             raise
         self._observe(exchange)
 
-    def _still_eligible(self, exchange: Exchange, dep: Deployment) -> bool:
+    def _abandon(self, exchange: Exchange) -> None:
+        """A stream whose end nobody waits for (its client left, or its upstream broke): count
+        and log it, and record it in the background."""
+        self._settle_limits(exchange)
+        self._observe(exchange)
+        self._audit.record_later(exchange)
+
+    def _still_eligible(self, decision: Decision, dep: Deployment) -> bool:
         """A request keeps the revision it started with, but a reload can only take away:
         a deployment the policy now in force does not allow is not tried any more."""
-        route = exchange.route
-        assert route is not None
+        route = decision.route
         now = self._policy.current
         if now.revision == route.revision:
             return True
@@ -338,7 +329,7 @@ class Proxy:
         self, exchange: Exchange, dep: Deployment, upstream: Upstream, body: bytes
     ) -> Answer:
         try:
-            reply = await upstream.send(UPSTREAM_PATHS[exchange.api], body)
+            reply = await upstream.send(API[exchange.api].upstream_path, body)
         finally:
             self._load.finish(dep.id)
         exchange.deployment = dep
@@ -360,7 +351,7 @@ class Proxy:
         strip_usage: bool,
     ) -> Answer:
         try:
-            stream = await upstream.stream(UPSTREAM_PATHS[exchange.api], body)
+            stream = await upstream.stream(API[exchange.api].upstream_path, body)
         except BaseException:
             self._load.finish(dep.id)
             raise
@@ -380,74 +371,22 @@ class Proxy:
             self._load.finish(dep.id)
             await stream.aclose()
             raise
-        relay = self._relay(exchange, dep, stream, chunks, first, strip_usage)
+        relay = StreamRelay(
+            exchange=exchange,
+            deployment=dep,
+            upstream=stream,
+            chunks=chunks,
+            first=first,
+            strip_usage=strip_usage,
+            keep_content=self._audit.wants_content(exchange),
+            health=self._health,
+            load=self._load,
+            finish=self._finish,
+            abandon=self._abandon,
+        )
         headers = self._headers(exchange, dep)
         headers.extend(SSE_HEADERS)
         return Answer(200, headers, stream=relay)
-
-    async def _relay(
-        self,
-        exchange: Exchange,
-        dep: Deployment,
-        stream: UpstreamStream,
-        chunks: AsyncIterator[bytes],
-        first: bytes,
-        strip_usage: bool,
-    ) -> AsyncIterator[bytes]:
-        opened = self._health.now()
-        sse = SSEUsageFilter(strip_usage)
-        keep = self._audit.wants_content(exchange)
-        content = bytearray()
-        exchange.response_body = content
-        recorded = False
-        tail = b""
-
-        def take(events: bytes) -> bytes:
-            nonlocal tail
-            out, done = _split_done(events)
-            tail += done
-            if keep:
-                content.extend(out)
-            return out
-
-        try:
-            out = take(sse.feed(first))
-            if out:
-                yield out
-            async for chunk in chunks:
-                out = take(sse.feed(chunk))
-                if out:
-                    yield out
-            self._health.success(dep, exchange.principal.tenant)  # the upstream ended cleanly
-            self._load.record_outcome(dep.id, failed=False)
-            yield UpstreamEnded(take(sse.flush()))
-            exchange.usage = sse.usage
-            try:
-                await self.finish(exchange)
-            except GatewayError as exc:
-                yield error_event(exc.envelope())
-                recorded = True
-                return
-            recorded = True
-            if tail:
-                yield LastChunk(tail)
-        except GatewayError as exc:
-            # the upstream broke the stream or went idle after its first byte: that counts
-            self._health.failure(dep, _broken(exc), exchange.principal.tenant, opened)
-            self._load.record_outcome(dep.id, failed=True)
-            exchange.error = exc
-            exchange.status = exc.status
-            yield error_event(exc.envelope())
-        finally:
-            if not recorded and exchange.error is None:
-                exchange.status = CLIENT_CLOSED
-            exchange.usage = sse.usage
-            self._settle_limits(exchange)
-            self._load.finish(dep.id)
-            await stream.aclose()
-            if not recorded:
-                self._observe(exchange)
-                self._audit.record_later(exchange)
 
     def _settle_limits(self, exchange: Exchange) -> None:
         """Give back the request's concurrency slot and charge its real tokens: its usage, else
@@ -460,17 +399,26 @@ class Proxy:
         self._limits.settle(exchange.admission, used)
 
     def _headers(self, exchange: Exchange, dep: Deployment) -> RawHeaders:
-        assert exchange.route is not None and exchange.policy is not None
+        assert exchange.decision is not None and exchange.policy is not None
         backend = exchange.policy.policy.catalog.backends[dep.backend]
         headers = [
             (b"x-sovereign-deployment", dep.id.encode()),
             (b"x-sovereign-country", backend.country.encode()),
             (b"x-sovereign-decision-id", exchange.decision_id.encode()),
-            (b"x-sovereign-policy-revision", exchange.route.revision.encode()),
+            (b"x-sovereign-policy-revision", exchange.decision.route.revision.encode()),
         ]
         if exchange.admission is not None:
             headers.extend((k.encode(), v.encode()) for k, v in exchange.admission.headers.items())
         return headers
+
+
+def error_answer(exc: GatewayError) -> Answer:
+    """An error in the OpenAI shape, with its status and headers (`Retry-After`...)."""
+    body = exc.body()
+    headers = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in exc.headers.items()]
+    headers.append((b"content-length", str(len(body)).encode()))
+    headers.append((b"content-type", b"application/json"))
+    return Answer(exc.status, headers, body)
 
 
 def _parse(body: bytes) -> dict[str, Any]:
@@ -514,14 +462,6 @@ def _is(value: object, expected: type) -> bool:
     return isinstance(value, expected) and (expected is bool or not isinstance(value, bool))
 
 
-def _split_done(events: bytes) -> tuple[bytes, bytes]:
-    """Hold back the final `data: [DONE]` so it is sent only once the audit record is in."""
-    for done in (b"data: [DONE]\n\n", b"data: [DONE]\r\n\r\n"):
-        if events.endswith(done):
-            return events[: -len(done)], done
-    return events, b""
-
-
 def _usage_of(body: bytes) -> Usage | None:
     if b'"usage"' not in body:
         return None
@@ -534,7 +474,7 @@ def _usage_of(body: bytes) -> Usage | None:
 
 def _ask_for_usage(exchange: Exchange, data: dict[str, Any]) -> bool:
     """Ask a stream for its usage chunk; True when the client did not, so it is stripped."""
-    if not exchange.stream or exchange.api not in (Api.CHAT, Api.COMPLETIONS):
+    if not exchange.stream or not API[exchange.api].stream_usage:
         return False
     options = data.get("stream_options")
     options = dict(options) if isinstance(options, dict) else {}
@@ -555,41 +495,7 @@ def _counts_against_health(outcome: str) -> bool:
     ) or (outcome.startswith("http_5"))
 
 
-def _broken(exc: GatewayError) -> str:
-    """The outcome of a stream its upstream ended with an error after the first byte."""
-    return "upstream_timeout" if isinstance(exc, UpstreamTimeout) else "stream_broken"
-
-
 def _outcome(exc: GatewayError) -> str:
     if isinstance(exc, UpstreamStatusError):
         return f"http_{exc.status}"
     return exc.code or type(exc).__name__
-
-
-def _refusal(route: Route, decision_id: str) -> GatewayError:
-    if not route.allow_listed:  # answered as an unknown model: the catalog is not disclosed
-        return ModelNotFound(f"The model {route.requested!r} does not exist", param="model")
-    results = route.candidates
-    if not results:
-        return NoHealthyBackend(f"Model {route.requested!r} has no deployment", param="model")
-    candidates = [
-        {
-            "deployment": c.deployment.id,
-            "failed": [{"rule": r.rule, "reason": r.reason} for r in c.failures()],
-        }
-        for c in results
-    ]
-    summary = "; ".join(
-        f"{c.deployment.id}: " + ", ".join(f"{r.rule} ({r.reason})" for r in c.failures())
-        for c in results
-    )
-    return PolicyViolation(
-        f"Policy for tenant {route.tenant!r} allows no deployment of {route.requested!r}: "
-        + summary,
-        param="model",
-        details={
-            "decision_id": decision_id,
-            "policy_revision": route.revision,
-            "candidates": candidates,
-        },
-    )

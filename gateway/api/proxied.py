@@ -13,37 +13,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Iterable
-from types import MappingProxyType
+from collections.abc import Awaitable, Iterable
 
-from gateway.api.json import json_response
 from gateway.asgi.request_id import HEADER as REQUEST_ID_HEADER
 from gateway.asgi.request_id import RequestIds
 from gateway.asgi.types import ASGIApp, Receive, Scope, Send
 from gateway.components import Components
-from gateway.errors import GatewayError, InvalidRequest, RequestTooLarge
-from gateway.policy.schema import Api
-from gateway.proxy import CLIENT_CLOSED, Answer, Exchange, LastChunk, UpstreamEnded
+from gateway.errors import ClientClosed, GatewayError, InvalidRequest, RequestTooLarge
+from gateway.exchange import CLIENT_CLOSED, Answer, AnswerStream, Exchange
+from gateway.policy.apis import ROUTES, Api
+from gateway.proxy import error_answer
 from gateway.startup import report_refusals
 
-ROUTES = MappingProxyType(
-    {
-        "/v1/chat/completions": Api.CHAT,
-        "/v1/completions": Api.COMPLETIONS,
-        "/v1/embeddings": Api.EMBEDDINGS,
-        "/v1/responses": Api.RESPONSES,
-    }
-)
 DATA_CLASS_HEADER = b"x-data-classification"
 SINGLE_HEADERS = frozenset((b"authorization", DATA_CLASS_HEADER))
 log = logging.getLogger("gateway.api")
-
-
-class ClientClosed(InvalidRequest):
-    """The client went away before its request body arrived; recorded, never answered."""
-
-    status = CLIENT_CLOSED
-    code = "client_closed_request"
 
 
 class ProxiedRoutes:
@@ -64,12 +48,12 @@ class ProxiedRoutes:
                     error = GatewayError("The gateway failed to handle this request")
                     id_header = (REQUEST_ID_HEADER, request_id.encode())
                     with contextlib.suppress(Exception):  # the answer may be under way already
-                        await _send_error(error, id_header, scope, receive, send)
+                        await _send_error(error, id_header, send)
                 return
             repeated = _repeated_header(scope["headers"])
             if repeated is not None:
                 id_header = (REQUEST_ID_HEADER, self.ids.of(scope).encode())
-                await _send_error(repeated, id_header, scope, receive, send)
+                await _send_error(repeated, id_header, send)
                 return
         elif scope["type"] == "lifespan":
             await report_refusals(self.app, scope, receive, send)
@@ -94,62 +78,27 @@ class ProxiedRoutes:
         if repeated:
             error = _repeated_header(scope["headers"])
             assert error is not None
-            await _send_error(error, id_header, scope, receive, send)
+            await _send_error(error, id_header, send)
             return
         parts = self.parts
         try:
             principal = parts.keys.authenticate(authorization)
         except GatewayError as exc:
-            await _send_error(exc, id_header, scope, receive, send)
+            await _send_error(exc, id_header, send)
             return
-        exchange = Exchange(request_id, self.ids.decision(), principal, api)
-        try:
-            body = await _read_body(receive, parts.settings.max_body_bytes, declared)
-            exchange.request_body = body
-            data = await parts.proxy.plan(exchange, body, data_class)
-            answer = await _unless_client_leaves(parts.proxy.forward(exchange, data), receive)
-        except GatewayError as exc:
-            await self._refuse(exchange, exc, id_header, scope, receive, send)
+        answer = await parts.proxy.handle(
+            Exchange(request_id, self.ids.decision(), principal, api),
+            read_body=lambda: _read_body(receive, parts.settings.max_body_bytes, declared),
+            data_class=data_class,
+            watch=lambda answer: _unless_client_leaves(answer, receive),
+        )
+        if answer.status == CLIENT_CLOSED:  # recorded; there is no one to answer
             return
-        except Exception:
-            log.exception("request failed", extra={"request_id": request_id})
-            failure = GatewayError("The gateway failed to handle this request")
-            await self._refuse(exchange, failure, id_header, scope, receive, send)
-            return
-        if answer.stream is None:  # a stream finishes itself before its end
-            try:
-                await parts.proxy.finish(exchange)
-            except GatewayError as exc:  # no record, no answer: the upstream's reply is dropped
-                await _send_error(exc, id_header, scope, receive, send)
-                return
         answer.headers.append(id_header)
         if answer.stream is not None:
             await _send_stream(answer, answer.stream, receive, send)
         else:
-            await send(
-                {"type": "http.response.start", "status": answer.status, "headers": answer.headers}
-            )
-            await send({"type": "http.response.body", "body": answer.body})
-
-    async def _refuse(
-        self,
-        exchange: Exchange,
-        exc: GatewayError,
-        id_header: tuple[bytes, bytes],
-        scope: Scope,
-        receive: Receive,
-        send: Send,
-    ) -> None:
-        """Record a refusal or failure, then answer it: the error goes out once its record is in."""
-        exchange.error = exc
-        exchange.status = exc.status
-        try:
-            await self.parts.proxy.finish(exchange)
-            error = exc
-        except GatewayError as failure:  # the record could not be committed
-            error = failure
-        if not isinstance(error, ClientClosed):
-            await _send_error(error, id_header, scope, receive, send)
+            await _send(answer, send)
 
 
 async def _unless_client_leaves(answer: Awaitable[Answer], receive: Receive) -> Answer:
@@ -205,9 +154,7 @@ def _repeated_header(headers: Iterable[tuple[bytes, bytes]]) -> InvalidRequest |
     return None
 
 
-async def _send_stream(
-    answer: Answer, body: AsyncIterator[bytes], receive: Receive, send: Send
-) -> None:
+async def _send_stream(answer: Answer, stream: AnswerStream, receive: Receive, send: Send) -> None:
     """Relay a stream event by event. A client that goes away while the upstream is still sending
     cancels the relay, which closes the upstream stream and records the request as closed by the
     client: one watcher task per stream, where a framework's task group costs several times more.
@@ -215,12 +162,12 @@ async def _send_stream(
     whether or not the client stays for the final `[DONE]` (a short stream's watcher never runs)."""
     relay = asyncio.current_task()
     assert relay is not None
-    finished = False
+    upstream_ended = False
 
     async def watch() -> None:
         while (await receive())["type"] != "http.disconnect":
             continue
-        if not finished:
+        if not upstream_ended:
             relay.cancel()
 
     watcher = asyncio.create_task(watch())
@@ -228,29 +175,20 @@ async def _send_stream(
         await send(
             {"type": "http.response.start", "status": answer.status, "headers": answer.headers}
         )
-        async for chunk in body:
-            if type(chunk) is LastChunk:
-                finished = True
-                await send({"type": "http.response.body", "body": chunk, "more_body": False})
-            elif type(chunk) is UpstreamEnded:
-                watcher.cancel()  # nothing left to stop: the record waits for no client
-                if chunk:
-                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
-            else:
-                await send({"type": "http.response.body", "body": chunk, "more_body": True})
-        if not finished:  # the stream ended without a last chunk: end the response here
-            finished = True
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        async for chunk in stream.events():
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        upstream_ended = True
+        watcher.cancel()  # nothing left to stop: the record waits for no client
+        last = await stream.end()
+        await send({"type": "http.response.body", "body": last, "more_body": False})
     except asyncio.CancelledError:
         if not (watcher.done() and not watcher.cancelled()):
             raise  # cancelled from outside (shutdown), not by the client leaving
         relay.uncancel()
     finally:
-        finished = True
+        upstream_ended = True
         watcher.cancel()
-        close = getattr(body, "aclose", None)
-        if close is not None:
-            await close()
+        await stream.aclose()
 
 
 async def _read_body(receive: Receive, limit: int, declared: bytes | None) -> bytes:
@@ -273,13 +211,12 @@ async def _read_body(receive: Receive, limit: int, declared: bytes | None) -> by
             return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
-async def _send_error(
-    exc: GatewayError,
-    id_header: tuple[bytes, bytes],
-    scope: Scope,
-    receive: Receive,
-    send: Send,
-) -> None:
-    response = json_response(exc.envelope(), exc.status, headers=exc.headers)
-    response.raw_headers.append(id_header)
-    await response(scope, receive, send)
+async def _send(answer: Answer, send: Send) -> None:
+    await send({"type": "http.response.start", "status": answer.status, "headers": answer.headers})
+    await send({"type": "http.response.body", "body": answer.body})
+
+
+async def _send_error(exc: GatewayError, id_header: tuple[bytes, bytes], send: Send) -> None:
+    answer = error_answer(exc)
+    answer.headers.append(id_header)
+    await _send(answer, send)

@@ -14,17 +14,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import TYPE_CHECKING
 
 from gateway.audit.record import RecordBuilder, content_mode
 from gateway.audit.store import StoreUnavailable
 from gateway.audit.writer import AuditWriteFailed, AuditWriter
 from gateway.errors import AuditUnavailable
+from gateway.exchange import Exchange
 from gateway.observability.logs import Collapsed
 from gateway.policy.schema import AuditContent
-
-if TYPE_CHECKING:
-    from gateway.proxy import Exchange
 
 log = logging.getLogger("gateway.audit")
 _GAVE_UP = "the record was not committed in time"

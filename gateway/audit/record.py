@@ -18,13 +18,12 @@ from __future__ import annotations
 import hashlib
 import hmac
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from gateway.errors import PolicyViolation
-from gateway.policy.schema import API_NAMES, AuditContent
-
-if TYPE_CHECKING:
-    from gateway.proxy import Exchange
+from gateway.exchange import Exchange
+from gateway.policy.apis import API
+from gateway.policy.decision import verdict
+from gateway.policy.schema import AuditContent
 
 FORMAT_VERSION = 1
 
@@ -40,9 +39,9 @@ def _whole_second(seconds: int) -> str:
 
 
 def content_mode(exchange: Exchange) -> AuditContent:
-    route = exchange.route
-    if route is None:
+    if exchange.decision is None:
         return AuditContent.NONE
+    route = exchange.decision.route
     tenant = route.compiled.policy.tenants.get(route.tenant)
     return tenant.audit.content if tenant else AuditContent.NONE
 
@@ -70,7 +69,8 @@ class RecordBuilder:
         mode: AuditContent,
         admission: bool = False,
     ) -> dict[str, Any]:
-        route = exchange.route
+        decision = exchange.decision
+        route = decision.route if decision is not None else None
         error = exchange.error
         usage = exchange.usage
         first_byte = exchange.first_byte_s
@@ -88,7 +88,7 @@ class RecordBuilder:
             "decision_id": exchange.decision_id,
             "tenant": exchange.principal.tenant,
             "key_id": exchange.principal.key_id,
-            "api": API_NAMES[exchange.api],
+            "api": API[exchange.api].name,
             "requested_model": exchange.model,
             "stream": exchange.stream,
             "status": exchange.status,
@@ -113,8 +113,8 @@ class RecordBuilder:
             "policy_revision": route.revision if route else None,
             "models": route.models if route else None,
             "data_class": route.data_class if route else None,
-            "decision": _decision(exchange),
-            "refusal": _refusal(exchange),
+            "decision": verdict(decision, error)[0],
+            "refusal": decision.record_refusal() if decision is not None else None,
             "deployment": (
                 route.compiled.facts[exchange.deployment.id].record
                 if route and exchange.deployment
@@ -130,29 +130,6 @@ class RecordBuilder:
         if mode is not AuditContent.NONE:
             record["content"] = _content(exchange, mode, content_key)
         return record
-
-
-def _decision(exchange: Exchange) -> str:
-    if exchange.route is None:
-        return "error"
-    if not exchange.route.eligible or isinstance(exchange.error, PolicyViolation):
-        return "refused"
-    return "allowed"
-
-
-def _refusal(exchange: Exchange) -> dict[str, Any] | None:
-    route = exchange.route
-    if route is None or route.eligible:
-        return None
-    return {
-        "candidates": [
-            {
-                "deployment": c.deployment.id,
-                "failed_rules": [r.rule for r in c.failures()],
-            }
-            for c in route.candidates
-        ]
-    }
 
 
 def _content(exchange: Exchange, mode: AuditContent, key: bytes | None) -> dict[str, Any]:

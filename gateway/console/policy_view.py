@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from gateway.errors import GatewayError
 from gateway.policy.compile import CompiledPolicy
+from gateway.policy.decision import Decision
 from gateway.policy.diff import Change, diff
 
 MAX_TENANTS = 200
@@ -28,7 +29,7 @@ def cell(compiled: CompiledPolicy, tenant: str, name: str) -> Cell:
     if route.eligible:
         return Cell(tuple(d.id for d in route.eligible))
     failing: Counter[str] = Counter()
-    for candidate in route.candidates:
+    for candidate in Decision(route).candidates:
         failing.update(r.rule for r in candidate.failures())
     return Cell((), tuple(rule for rule, _ in failing.most_common()))
 

@@ -12,15 +12,10 @@ from enum import StrEnum
 from typing import Any
 
 from gateway.errors import MaxTokensExceeded
-from gateway.policy.schema import Api, KeyLimits, Limits
+from gateway.policy.apis import API, Api
+from gateway.policy.schema import KeyLimits, Limits
 
 BYTES_PER_TOKEN = 4  # a prompt's estimate: its request's bytes over this (English text, BPE)
-OUTPUT_FIELDS = {
-    Api.CHAT: ("max_completion_tokens", "max_tokens"),
-    Api.COMPLETIONS: ("max_tokens",),
-    Api.RESPONSES: ("max_output_tokens",),
-    Api.EMBEDDINGS: (),
-}
 
 
 class Kind(StrEnum):
@@ -95,7 +90,7 @@ def max_tokens_cap(limits: Limits, key_id: str) -> int | None:
 def output_estimate(api: Api, data: dict[str, Any], cap: int | None) -> int:
     """The completion tokens a request may produce; raises when it asks for more than `cap`, and
     sets `cap` as its limit when it names none (so a client cannot leave the field out to pass)."""
-    fields = OUTPUT_FIELDS[api]
+    fields = API[api].output_fields
     if not fields:
         return 0
     asked: int | None = None

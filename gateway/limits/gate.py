@@ -30,8 +30,8 @@ from gateway.limits.checks import (
     seconds_to_next_month,
 )
 from gateway.limits.store import LimitStore, LimitStoreError
+from gateway.policy.apis import Api
 from gateway.policy.compile import CompiledPolicy
-from gateway.policy.schema import Api
 
 log = logging.getLogger("gateway.limits")
 MESSAGES = {

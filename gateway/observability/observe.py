@@ -7,23 +7,14 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import TYPE_CHECKING
 
-from gateway.errors import AuditUnavailable, PolicyViolation
+from gateway.errors import AuditUnavailable
+from gateway.exchange import Exchange
 from gateway.observability.metrics import Metrics
-from gateway.policy.schema import API_NAMES, Api
-
-if TYPE_CHECKING:
-    from gateway.proxy import Exchange
+from gateway.policy.apis import API
+from gateway.policy.decision import verdict
 
 access = logging.getLogger("gateway.access")
-
-OPERATIONS = {
-    Api.CHAT: "chat",
-    Api.COMPLETIONS: "text_completion",
-    Api.EMBEDDINGS: "embeddings",
-    Api.RESPONSES: "generate_content",
-}
 
 
 class RequestObserver:
@@ -35,7 +26,7 @@ class RequestObserver:
         m = self.metrics
         elapsed = time.perf_counter() - exchange.started
         tenant = m.tenant(exchange.principal.tenant)
-        route = exchange.route
+        route = exchange.decision.route if exchange.decision is not None else None
         # a model the catalog knows, never the raw string a client sent: labels stay bounded
         model = route.requested if route is not None else ""
         dep = exchange.deployment
@@ -45,13 +36,13 @@ class RequestObserver:
             country, jurisdiction, provider = facts.country, facts.jurisdiction, facts.provider
         status = str(exchange.status)
         m.requests.inc((tenant, model, dep.id if dep else "", country, jurisdiction, status))
-        api = API_NAMES[exchange.api]
-        m.duration.observe((tenant, api, "true" if exchange.stream else "false"), elapsed)
+        api = API[exchange.api]
+        m.duration.observe((tenant, api.name, "true" if exchange.stream else "false"), elapsed)
         if exchange.error is not None:
             # the class's code, not the instance's: upstreams cannot invent label values
             kind = type(exchange.error)
             m.errors.inc((tenant, kind.code or kind.type))
-        result, rule = _decision(exchange)
+        result, rule = verdict(exchange.decision, exchange.error)
         m.decisions.inc((tenant, result, rule))
         for i, attempt in enumerate(exchange.attempts):
             if attempt.outcome == "ok":
@@ -64,7 +55,7 @@ class RequestObserver:
         elif isinstance(exchange.error, AuditUnavailable):
             m.audit_refusals.inc()
         if dep is not None:
-            genai = (OPERATIONS[exchange.api], provider, model)
+            genai = (api.operation, provider, model)
             if exchange.first_byte_s is not None:
                 m.ttft.observe(genai, exchange.first_byte_s)
             usage = exchange.usage
@@ -102,20 +93,3 @@ class RequestObserver:
                     "error": exchange.error.code if exchange.error else None,
                 },
             )
-
-
-def _decision(exchange: Exchange) -> tuple[str, str]:
-    """(allowed | refused | error, the deciding rule) for the decisions metric; the same decision
-    as the audit record's (`gateway/audit/record.py`)."""
-    route = exchange.route
-    if route is None:
-        return "error", (exchange.error.code or "") if exchange.error else ""
-    if route.eligible:
-        if isinstance(exchange.error, PolicyViolation):  # the policy changed under the request
-            return "refused", exchange.error.code or "policy_violation"
-        return "allowed", ""
-    for candidate in route.candidates:
-        failures = candidate.failures()
-        if failures:
-            return "refused", failures[0].rule
-    return "refused", "no_deployment"

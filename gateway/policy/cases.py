@@ -19,6 +19,7 @@ from pydantic import Field
 
 from gateway.errors import GatewayError
 from gateway.policy.compile import DATA_CLASS_PREFIX, CompiledPolicy, Route
+from gateway.policy.decision import Decision
 from gateway.policy.iso3166 import ISO_3166_ALPHA2, did_you_mean
 from gateway.policy.load import PolicySet, Problem, load_file, locate
 from gateway.policy.schema import AttestationKind, Place, Strict
@@ -199,13 +200,14 @@ def _check(compiled: CompiledPolicy, case: Case) -> Iterator[str]:
     present = [d for d in expect.excludes if d in eligible]
     if present:
         yield f"expected not eligible: {', '.join(present)}"
+    candidates = Decision(route).candidates if expect.refused_by else ()
     for rule in expect.refused_by:
         passing = [
             c.deployment.id
-            for c in route.candidates
+            for c in candidates
             if not any(r.rule == rule and not r.passed for r in c.results)
         ]
-        if passing or not route.candidates:
+        if passing or not candidates:
             yield f"rule {rule} does not refuse {', '.join(passing) or 'anything (no candidate)'}"
 
 

@@ -5,9 +5,9 @@ is evaluated once over all deployments into an integer bitset. A tenant's eligib
 data class is the AND of the bitsets of its rules, computed at load. A request then costs a dict
 lookup, a set membership test for the allow-list and one bit test per deployment of the model.
 
-Explanations (every candidate with every rule and its reason) are not stored: `Route.candidates`
-re-runs the pure engine on demand, for refusals, `policy explain` and the admin API. Tests check
-that both paths agree.
+Explanations (every candidate with every rule and its reason) are not stored: `explain` runs the
+pure engine on demand, once per refused request (`gateway/policy/decision.py`), for `policy
+explain` and the admin API. Tests check that both paths agree.
 
 Tables are correct until the next attestation expiry (`valid_until`), after which the holder
 recompiles. Compilation is pure: `today` is an argument.
@@ -41,11 +41,6 @@ class Route:
     eligible: tuple[Deployment, ...]
     compiled: CompiledPolicy
     allow_listed: bool = True  # some requested model is on the tenant's allow-list
-
-    @property
-    def candidates(self) -> tuple[CandidateResult, ...]:
-        """Every deployment of the requested models with each rule's result, in words."""
-        return self.compiled.explain(self.tenant, self.requested, self.data_class)
 
 
 @dataclass(frozen=True, slots=True)

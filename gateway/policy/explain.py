@@ -11,6 +11,7 @@ from typing import Any
 
 from gateway.errors import NotFound
 from gateway.policy.compile import CompiledPolicy
+from gateway.policy.decision import Decision
 
 
 def explain_route(
@@ -19,43 +20,7 @@ def explain_route(
     """Raises the gateway's own errors for unknown tenants, models and data classes."""
     if not compiled.has_tenant(tenant):
         raise NotFound(f"No tenant {tenant!r} in policy {compiled.revision}", code="unknown_tenant")
-    route = compiled.route(tenant, requested, data_class)
-    catalog = compiled.policy.catalog
-    candidates = []
-    for cand in route.candidates:
-        dep = cand.deployment
-        backend = catalog.backends[dep.backend]
-        model = catalog.models[dep.model]
-        candidates.append(
-            {
-                "deployment": dep.id,
-                "model": dep.model,
-                "backend": dep.backend,
-                "priority": dep.priority,
-                "facts": {
-                    "inference_country": backend.country,
-                    "operator": backend.operator.name,
-                    "operator_control_chain": list(backend.operator.control_chain()),
-                    "weights_origin": model.developer_country,
-                    "self_hosted": backend.self_hosted,
-                },
-                "eligible": cand.eligible,
-                "rules": [
-                    {"rule": r.rule, "passed": r.passed, "reason": r.reason} for r in cand.results
-                ],
-            }
-        )
-    return {
-        "tenant": tenant,
-        "requested": requested,
-        "models": list(route.models),
-        "data_class": route.data_class,
-        "policy_revision": compiled.revision,
-        "evaluated_on": compiled.compiled_on.isoformat(),
-        "decision": "allowed" if route.eligible else "refused",
-        "eligible": [d.id for d in route.eligible],
-        "candidates": candidates,
-    }
+    return Decision(compiled.route(tenant, requested, data_class)).explain()
 
 
 def render_text(doc: dict[str, Any]) -> str:

@@ -11,7 +11,6 @@ import datetime as dt
 import re
 from enum import StrEnum
 from functools import cached_property
-from types import MappingProxyType
 from typing import Annotated, Literal
 
 from pydantic import (
@@ -26,6 +25,8 @@ from pydantic import (
     WithJsonSchema,
     model_validator,
 )
+
+from gateway.policy.apis import Api
 
 NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,62}$"
 GROUP_PATTERN = re.compile(r"^[A-Z][A-Z0-9_]{1,31}$")
@@ -73,17 +74,6 @@ class ProviderCredential(StrEnum):
 
 
 EnvName = Annotated[str, StringConstraints(pattern=r"^[A-Z_][A-Z0-9_]*$")]
-
-
-class Api(StrEnum):
-    CHAT = "chat"
-    COMPLETIONS = "completions"
-    EMBEDDINGS = "embeddings"
-    RESPONSES = "responses"
-
-
-# each API's name as plain text: a dict lookup on the request path, where `.value` is a descriptor
-API_NAMES = MappingProxyType({api: api.value for api in Api})
 
 
 # ---- geography -------------------------------------------------------------------------------

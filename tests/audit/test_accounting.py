@@ -131,11 +131,13 @@ def test_the_record_and_the_metrics_agree_on_a_refusal_by_a_changed_policy(
     from gateway.audit.record import RecordBuilder
     from gateway.auth.keys import Principal
     from gateway.errors import PolicyViolation
+    from gateway.exchange import Exchange
     from gateway.observability.metrics import Metrics
     from gateway.observability.observe import RequestObserver
+    from gateway.policy.apis import Api
+    from gateway.policy.decision import Decision
     from gateway.policy.holder import PolicyHolder
-    from gateway.policy.schema import Api, AuditContent
-    from gateway.proxy import Exchange
+    from gateway.policy.schema import AuditContent
 
     policies = PolicyDir.from_examples(tmp_path / "policies")
 
@@ -143,10 +145,11 @@ def test_the_record_and_the_metrics_agree_on_a_refusal_by_a_changed_policy(
     exchange = Exchange("req-1", "dec-1", Principal("acme-dev", "k1"), Api.CHAT)
     exchange.model = "mistral-small"
     exchange.policy = compiled
-    exchange.route = compiled.route("acme-dev", "mistral-small", None)
-    assert exchange.route.eligible
-    exchange.error = PolicyViolation("changed", code="policy_changed")
-    exchange.status = 403
+    allowed = Decision(compiled.route("acme-dev", "mistral-small", None))
+    assert allowed.allowed
+    exchange.decision = allowed.after_reload("a-later-revision")
+    exchange.fail(exchange.decision.error(exchange.decision_id))
+    assert isinstance(exchange.error, PolicyViolation) and exchange.status == 403
     record = RecordBuilder().build(exchange, 0.0, None, AuditContent.NONE)
     metrics = Metrics()
     RequestObserver(metrics, access_log=False).observe(exchange)

@@ -12,10 +12,12 @@ from hypothesis import strategies as st
 
 from gateway.audit.record import RecordBuilder, rfc3339
 from gateway.auth.keys import Principal
+from gateway.exchange import Attempt, Exchange
+from gateway.policy.apis import Api
 from gateway.policy.compile import CompiledPolicy
+from gateway.policy.decision import Decision
 from gateway.policy.load import load_policy_dir
-from gateway.policy.schema import Api, AuditContent
-from gateway.proxy import Attempt, Exchange
+from gateway.policy.schema import AuditContent
 from tests.harness import EXAMPLE_POLICIES
 
 DAY = dt.date(2026, 11, 23)
@@ -54,7 +56,7 @@ def _exchange(policy: CompiledPolicy) -> Exchange:
     route = policy.route("eu-bank", "mistral-small", None)
     dep = next(d for d in route.eligible if d.backend == "vllm-paris")
     exchange = Exchange("r1", "d1", Principal("eu-bank", "key1"), Api.CHAT, model="mistral-small")
-    exchange.route, exchange.deployment, exchange.status = route, dep, 200
+    exchange.decision, exchange.deployment, exchange.status = Decision(route), dep, 200
     exchange.attempts.append(Attempt(dep.id, "ok", 0.001))
     return exchange
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from gateway.policy.compile import CompiledPolicy
+from gateway.policy.decision import Decision
 from gateway.policy.engine import evaluate_deployment
 from gateway.policy.load import PolicyLoadError, load_policy_dir
 from gateway.policy.schema import AttestationKind, Rules
@@ -61,7 +62,7 @@ def test_case_and_whitespace_variants_are_the_same_place(policies: Path) -> None
     compiled = CompiledPolicy(load_policy_dir(policies), TODAY)
     route = compiled.route("eu-bank", "gpt-4o", None)
     assert route.eligible == ()
-    failed = {c.deployment.id: [r.rule for r in c.failures()] for c in route.candidates}
+    failed = {c.deployment.id: [r.rule for r in c.failures()] for c in Decision(route).candidates}
     assert "operator_control" in failed["gpt-4o@azure-sweden"]
 
 

@@ -11,6 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gateway.policy.compile import CompiledPolicy
+from gateway.policy.decision import Decision
 from gateway.policy.load import PolicySet
 from gateway.policy.schema import (
     AttestationKind,
@@ -184,5 +185,5 @@ def test_eligible_is_exactly_what_satisfies_every_rule(policy: PolicySet) -> Non
                     and _satisfies(extra, catalog.backends[d.backend], catalog.models[m])
                 ]
                 assert [d.id for d in route.eligible] == expected
-                explained = [c.deployment.id for c in route.candidates if c.eligible]
+                explained = [c.deployment.id for c in Decision(route).candidates if c.eligible]
                 assert explained == expected
