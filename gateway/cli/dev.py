@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.cli.init import missing_policy_dir
+from gateway.dev.extra import missing_demo_extra
 from gateway.policy.load import load_policy_dir
 
 
@@ -31,9 +32,12 @@ def add_dev_commands(sub: Any) -> None:
 
 
 def _simulate(args: argparse.Namespace) -> int:
-    from gateway.simulator.catalog import simulated_backends
-    from gateway.simulator.launch import READY
-    from gateway.simulator.server import SimulatorBindError, run_backends
+    if problem := missing_demo_extra("simulate", "aiohttp"):
+        print(problem, file=sys.stderr)
+        return 2
+    from gateway.dev.simulator.catalog import simulated_backends
+    from gateway.dev.simulator.launch import READY
+    from gateway.dev.simulator.server import SimulatorBindError, run_backends
 
     if (problem := missing_policy_dir(args.policy_dir)) is not None:
         print(problem, file=sys.stderr)
@@ -58,8 +62,13 @@ def _simulate(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
+    # the tour speaks through the OpenAI SDK; the gateway it starts serves simulated backends
+    needed = ("openai",) if args.base_url else ("openai", "aiohttp")
+    if problem := missing_demo_extra("demo", *needed):
+        print(problem, file=sys.stderr)
+        return 2
     from gateway.bundled import EXAMPLE_POLICIES, bundled
-    from gateway.demo import run_demo
+    from gateway.dev.demo import run_demo
 
     policy_dir = args.policy_dir or bundled(EXAMPLE_POLICIES)
     if (problem := missing_policy_dir(policy_dir)) is not None:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.cli.init import missing_policy_dir
+from gateway.dev.extra import missing_demo_extra
 from gateway.settings import Settings, load_settings
 
 
@@ -45,11 +46,16 @@ def add_serve_command(sub: Any) -> None:
 
 def _serve(args: argparse.Namespace) -> int:
     from gateway.app import create_app
+    from gateway.dev.simulator.launch import Simulators, SimulatorsFailed, start_simulators
     from gateway.keys_error import startup_error
     from gateway.listener import serve
     from gateway.observability.logs import configure_logging
-    from gateway.simulator.launch import Simulators, SimulatorsFailed, start_simulators
 
+    if args.with_simulators and (
+        problem := missing_demo_extra("serve --with-simulators", "aiohttp")
+    ):
+        print(problem, file=sys.stderr)
+        return 2
     settings = load_settings(
         args.config,
         host=args.host,
