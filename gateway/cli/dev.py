@@ -67,7 +67,7 @@ def _demo(args: argparse.Namespace) -> int:
     if problem := missing_demo_extra("demo", *needed):
         print(problem, file=sys.stderr)
         return 2
-    from gateway.bundled import EXAMPLE_POLICIES, bundled
+    from gateway.cli.bundled import EXAMPLE_POLICIES, bundled
     from gateway.dev.demo import run_demo
 
     policy_dir = args.policy_dir or bundled(EXAMPLE_POLICIES)

@@ -46,9 +46,9 @@ def add_serve_command(sub: Any) -> None:
 
 def _serve(args: argparse.Namespace) -> int:
     from gateway.app import create_app
+    from gateway.cli.listener import serve
+    from gateway.cli.startup_error import startup_error
     from gateway.dev.simulator.launch import Simulators, SimulatorsFailed, start_simulators
-    from gateway.keys_error import startup_error
-    from gateway.listener import serve
     from gateway.observability.logs import configure_logging
 
     if args.with_simulators and (
@@ -81,7 +81,7 @@ def _serve(args: argparse.Namespace) -> int:
                 return 1
             settings = settings.model_copy(update={"policy_dir": simulators.policy_dir})
         if args.workers > 1 and args.worker_index is None:
-            from gateway.workers import supervise
+            from gateway.cli.workers import supervise
 
             return supervise(settings, args.workers, _child_args(args, settings))
         sock = None
