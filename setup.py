@@ -16,7 +16,7 @@ class BuildWithBundledFiles(build_py):
     def run(self) -> None:
         super().run()
         if getattr(self, "editable_mode", False):
-            return  # an editable install reads the repository's files (gateway/bundled.py)
+            return  # an editable install reads the repository's files (gateway/cli/bundled.py)
         root = Path(__file__).resolve().parent
         for name in BUNDLED:
             target = Path(self.build_lib) / "gateway" / "bundled" / name

@@ -7,7 +7,7 @@ from pathlib import Path
 import openai
 import pytest
 
-from gateway.demo import demo_key
+from gateway.dev.demo import demo_key
 from tests.harness import (
     AsyncClientFor,
     ClientFor,

@@ -18,7 +18,7 @@ import httpx
 import openai
 import yaml
 
-from gateway.demo import free_port
+from gateway.dev.ports import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE_POLICIES = ROOT / "policies"

@@ -8,10 +8,23 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+# the command line in a process where the `demo` extra's modules cannot be imported, as after
+# `pip install sovereign-gateway` without `[demo]`
+WITHOUT_DEMO_EXTRA = (
+    "import sys; sys.modules['openai'] = sys.modules['aiohttp'] = None; "
+    "from gateway.cli import main; raise SystemExit(main(sys.argv[1:]))"
+)
+
 
 def _demo(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return _run(cwd, [sys.executable, "-m", "gateway", "demo", *args])
+
+
+def _run(cwd: Path, cmd: list[str]) -> subprocess.CompletedProcess[str]:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "gateway", "demo", *args],
+        cmd,
         cwd=cwd,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -41,3 +54,24 @@ def test_the_demo_names_a_missing_policy_directory(tmp_path: Path) -> None:
     assert done.returncode == 2
     assert "the policy directory nowhere" in done.stderr
     assert "does not exist" in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("command", "needs"),
+    [
+        (["demo"], "(openai, aiohttp)"),
+        (["demo", "--base-url", "http://127.0.0.1:9"], "(openai)"),
+        (["serve", "--with-simulators"], "(aiohttp)"),
+        (["simulate"], "(aiohttp)"),
+    ],
+)
+def test_without_the_demo_extra_its_commands_say_so_in_one_line(
+    tmp_path: Path, command: list[str], needs: str
+) -> None:
+    done = _run(tmp_path, [sys.executable, "-c", WITHOUT_DEMO_EXTRA, *command])
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert done.stderr.splitlines() == [
+        f"error: {' '.join(command[:2]) if command[0] == 'serve' else command[0]} needs the"
+        f" `demo` extra {needs}: pip install 'sovereign-gateway[demo]'"
+    ]
+    assert done.stdout == ""

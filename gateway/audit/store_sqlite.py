@@ -38,8 +38,8 @@ from gateway.audit.store import (
     select_records,
     settled,
 )
+from gateway.audit.worker_thread import WorkerThread
 from gateway.files import make_private_dirs, restrict, touch_private
-from gateway.worker_thread import WorkerThread
 
 T = TypeVar("T")
 

@@ -11,7 +11,7 @@ import httpx
 import orjson
 import pytest
 
-from gateway.demo import demo_key
+from gateway.dev.demo import demo_key
 from tests.harness import Gateway, PolicyDir, run_gateway
 
 ADMIN = {"authorization": "Bearer sk-sgw-demoadmin-demo-key-not-a-secret"}

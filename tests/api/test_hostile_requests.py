@@ -11,7 +11,7 @@ import openai
 import pytest
 from openai.types.chat import ChatCompletionMessageParam
 
-from gateway.demo import demo_key
+from gateway.dev.demo import demo_key
 from tests.audit.test_gateway_audit import records, settled_records, store_of
 from tests.harness import ClientFor, Gateway, Sim, error_body
 

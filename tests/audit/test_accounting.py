@@ -13,7 +13,7 @@ from typing import Any
 import openai
 import pytest
 
-from gateway.demo import demo_key
+from gateway.dev.demo import demo_key
 from tests.harness import Gateway, PolicyDir, error_body, run_gateway, run_simulators
 
 BAD_USAGE = {"prompt_tokens": "many", "completion_tokens": 3, "total_tokens": 3}

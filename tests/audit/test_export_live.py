@@ -12,7 +12,7 @@ import pytest
 
 from gateway.audit.signing import load_public_key
 from gateway.audit.verify import Report, verify_export
-from gateway.demo import demo_key
+from gateway.dev.demo import demo_key
 from tests.harness import Gateway, PolicyDir, Sim, run_gateway, run_simulators, sovereign_gateway
 
 AUDITOR = {"authorization": "Bearer sk-sgw-demoauditor-demo-key-not-a-secret"}

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import httpx
 
-from gateway.demo import demo_key
+from gateway.dev.demo import demo_key
 from tests.harness import PolicyDir, run_gateway, run_simulators, sovereign_gateway
 
 

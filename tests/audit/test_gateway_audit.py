@@ -17,7 +17,7 @@ import httpx
 import orjson
 import pytest
 
-from gateway.demo import demo_key
+from gateway.dev.demo import demo_key
 from tests.audit.conftest import ADMIN_DSN
 from tests.harness import (
     Gateway,

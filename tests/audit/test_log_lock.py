@@ -19,9 +19,16 @@ import pytest
 from gateway.audit.setup import open_store
 from gateway.audit.store import LogTaken, StoredRecord, StoreUnavailable
 from gateway.audit.store_postgres import WRITER_NAME
-from gateway.demo import demo_key, free_port
+from gateway.dev.demo import demo_key
 from tests.audit.conftest import ADMIN_DSN, _schema
-from tests.harness import Gateway, PolicyDir, run_gateway, run_simulators, sovereign_gateway
+from tests.harness import (
+    Gateway,
+    PolicyDir,
+    free_port,
+    run_gateway,
+    run_simulators,
+    sovereign_gateway,
+)
 
 
 def chat(gw: Gateway) -> None:

@@ -184,7 +184,7 @@ def test_with_postgres_stalled_every_client_gets_503_in_bounded_time_and_nothing
 ) -> None:
     import httpx
 
-    from gateway.demo import demo_key
+    from gateway.dev.demo import demo_key
     from tests.harness import PolicyDir, Sim, run_gateway, run_simulators
 
     policies = PolicyDir.from_examples(tmp_path / "policies")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from gateway.demo import demo_key
+from gateway.dev.demo import demo_key
 from tests.harness import Gateway, sovereign_gateway
 
 AUDITOR = {"authorization": "Bearer sk-sgw-demoauditor-demo-key-not-a-secret"}

@@ -9,8 +9,15 @@ from pathlib import Path
 import httpx
 import orjson
 
-from gateway.demo import demo_key, free_port
-from tests.harness import PolicyDir, process, run_simulators, sovereign_gateway, wait_http
+from gateway.dev.demo import demo_key
+from tests.harness import (
+    PolicyDir,
+    free_port,
+    process,
+    run_simulators,
+    sovereign_gateway,
+    wait_http,
+)
 
 
 def test_two_workers_answer_on_one_port_and_each_log_verifies(tmp_path: Path) -> None:

@@ -13,7 +13,7 @@ import httpx
 import openai
 import pytest
 
-from gateway.demo import demo_key
+from gateway.dev.demo import demo_key
 from tests.harness import Gateway, PolicyDir, error_body, run_gateway, sovereign_gateway
 
 ADMIN = "sk-sgw-demoadmin-demo-key-not-a-secret"

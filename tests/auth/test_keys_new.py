@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from gateway.auth.keys import KeyStore, hash_key
-from gateway.cli_keys import keys_file_entry
+from gateway.cli.keys_file import keys_file_entry
 from gateway.policy.schema import Role
 from tests.harness import EXAMPLE_POLICIES, sovereign_gateway
 

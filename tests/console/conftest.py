@@ -15,7 +15,7 @@ import openai
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, Playwright, sync_playwright
 
-from gateway.demo import demo_key
+from gateway.dev.demo import demo_key
 from tests.harness import Gateway, PolicyDir, run_gateway, run_simulators
 
 CHROMIUM = "/usr/bin/chromium"

@@ -10,7 +10,7 @@ import httpx
 import pytest
 from playwright.sync_api import Page, expect
 
-from gateway.demo import demo_key
+from gateway.dev.demo import demo_key
 from tests.console.conftest import ADMIN_KEY, AUDITOR_KEY, SETTINGS, send, sign_in
 from tests.harness import Gateway, PolicyDir, run_gateway
 

@@ -14,7 +14,7 @@ from typing import Any
 import jsonschema
 import yaml
 
-from gateway.cli_deploy import read_catalog, vllm_launches
+from gateway.cli.deploy import read_catalog, vllm_launches
 from tests.harness import ROOT, sovereign_gateway
 
 DEPLOY = ROOT / "deploy"

@@ -15,7 +15,7 @@ import pytest
 import yaml
 from kubernetes_validate.utils import latest_version
 
-from gateway.cli_deploy import read_catalog, vllm_launches
+from gateway.cli.deploy import read_catalog, vllm_launches
 from tests.deploy.chart import (
     CHART,
     FULL,

@@ -20,7 +20,7 @@ import openai
 import pytest
 import yaml
 
-from gateway.demo import demo_key
+from gateway.dev.demo import demo_key
 from gateway.settings import load_settings
 from tests.deploy.certs import CA
 from tests.harness import PolicyDir, free_port, process, run_gateway, sovereign_gateway, wait_http

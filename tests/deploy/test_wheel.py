@@ -1,6 +1,7 @@
 """The wheel, installed into a fresh virtual environment from the runtime lock (no providers
 extra), runs outside the repository: `init` in an empty directory, `serve` from there, a request
-through the SDK, `demo`, and a clear error for a catalog that needs the providers extra."""
+through the SDK, `demo`, and a clear error for a catalog that needs the providers extra. Without
+the demo extra, the commands that need it say so; the tests that serve simulators install it."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ import openai
 import pytest
 import yaml
 
-from gateway.demo import demo_key
+from gateway.dev.demo import demo_key
 from tests.harness import ROOT, free_port, wait_http
 
 SOURCES = (
@@ -35,6 +36,7 @@ SOURCES = (
 class Installed:
     wheel: Path
     bin: Path
+    without_demo_extra: dict[str, subprocess.CompletedProcess[str]]
 
     def run(self, *args: str, cwd: Path, timeout: float = 180) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
@@ -94,7 +96,19 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Installed:
     )
     _run(pip, "install", "--quiet", "--require-hashes", "-r", ROOT / "requirements" / "runtime.txt")
     _run(pip, "install", "--quiet", "--no-deps", wheel)
-    return Installed(wheel, venv / "bin")
+    installed = Installed(wheel, venv / "bin", {})
+    for command in (["demo"], ["serve", "--with-simulators"], ["simulate"]):
+        done = installed.run(*command, cwd=root, timeout=60)
+        installed.without_demo_extra[" ".join(command)] = done
+    _run(
+        pip,
+        "install",
+        "--quiet",
+        "--require-hashes",
+        "-r",
+        ROOT / "requirements" / "runtime-demo.txt",
+    )
+    return installed
 
 
 def test_the_wheel_ships_the_repositorys_policies_dashboard_and_alerts(
@@ -118,6 +132,16 @@ def test_the_core_install_has_no_litellm(installed: Installed) -> None:
         [str(installed.bin / "python"), "-c", "import litellm"], capture_output=True, check=False
     )
     assert done.returncode != 0
+
+
+def test_the_core_install_names_the_demo_extra_where_it_is_needed(installed: Installed) -> None:
+    needs = {"demo": "openai, aiohttp", "serve --with-simulators": "aiohttp", "simulate": "aiohttp"}
+    for command, done in installed.without_demo_extra.items():
+        assert done.returncode == 2, done.stdout + done.stderr
+        assert done.stderr.splitlines() == [
+            f"error: {command} needs the `demo` extra ({needs[command]}):"
+            " pip install 'sovereign-gateway[demo]'"
+        ]
 
 
 @contextlib.contextmanager

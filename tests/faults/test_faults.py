@@ -12,7 +12,7 @@ import httpx
 import openai
 import pytest
 
-from gateway.demo import demo_key
+from gateway.dev.demo import demo_key
 from tests.faults.proxy import FaultProxy, Mode
 from tests.harness import Gateway, PolicyDir, Sim, error_body, run_gateway, run_simulators
 

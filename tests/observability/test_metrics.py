@@ -16,7 +16,7 @@ import pytest
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from gateway.demo import demo_key
+from gateway.dev.demo import demo_key
 from gateway.observability.metrics import RequestCounter, RequestHistogram, TenantLabel
 from tests.harness import ROOT, Gateway, PolicyDir, run_gateway, run_simulators
 

@@ -20,7 +20,7 @@ import openai
 import pytest
 import yaml
 
-from gateway.demo import demo_key
+from gateway.dev.demo import demo_key
 from tests.harness import (
     Gateway,
     PolicyDir,

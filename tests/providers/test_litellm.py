@@ -20,11 +20,12 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from openai.types.chat import ChatCompletionChunk
 
-from gateway.demo import demo_key, free_port
+from gateway.dev.demo import demo_key
 from tests.harness import (
     Gateway,
     PolicyDir,
     error_body,
+    free_port,
     process,
     run_gateway,
     run_simulators,

@@ -21,7 +21,7 @@ import orjson
 from gateway.audit.query import requests_of
 from gateway.audit.setup import open_store
 from gateway.audit.store import Query
-from gateway.demo import demo_key
+from gateway.dev.demo import demo_key
 
 
 @dataclass

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from gateway.demo import demo_key
+from gateway.dev.demo import demo_key
 from tests.harness import Gateway, PolicyDir, Sim, run_gateway, run_simulators
 from tests.reliability.load import HEADER, Figures, Target, run
 

@@ -19,7 +19,7 @@ import httpx
 import openai
 import pytest
 
-from gateway.demo import demo_key
+from gateway.dev.demo import demo_key
 from tests.harness import Gateway, PolicyDir, Sim, run_gateway, run_simulators
 from tests.routing.test_health import metric
 

@@ -14,7 +14,7 @@ import orjson
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from gateway.demo import demo_key
+from gateway.dev.demo import demo_key
 from tests.harness import (
     Gateway,
     PolicyDir,

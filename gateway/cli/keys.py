@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import difflib
 import json
 import re
 import sys
@@ -22,17 +21,10 @@ from typing import Any
 
 from pydantic import TypeAdapter
 
-from gateway.auth.keys import KeysFileError, format_time, hash_key, new_key, read_keys_file
-from gateway.auth.keys_edit import (
-    KeysEditError,
-    Stamp,
-    entry_text,
-    insert_after,
-    set_fields,
-    write_atomically,
-)
+from gateway.auth.keys import format_time, new_key
+from gateway.cli.keys_change import run_revoke, run_rotate
+from gateway.cli.keys_file import keys_file_entry, keys_file_of, now, read_entries
 from gateway.policy.schema import ApiKeyEntry, Role, Timestamp
-from gateway.settings import load_settings
 
 DEFAULT_GRACE = "24h"
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -63,13 +55,13 @@ def add_keys_commands(sub: Any) -> None:
     )
     _file_options(rotate)
     _dry_run(rotate)
-    rotate.set_defaults(func=_rotate)
+    rotate.set_defaults(func=run_rotate)
 
     revoke = keys.add_parser("revoke", help="refuse a key from the next reload on")
     revoke.add_argument("id", help="the key id (sk-sgw-<id>-...)")
     _file_options(revoke)
     _dry_run(revoke)
-    revoke.set_defaults(func=_revoke)
+    revoke.set_defaults(func=run_revoke)
 
 
 def _file_options(parser: argparse.ArgumentParser) -> None:
@@ -98,7 +90,7 @@ def _duration(text: str) -> dt.timedelta:
 def _when(text: str) -> dt.datetime:
     """A duration from now, or a date (00:00 UTC) or a time with its zone."""
     try:
-        return _now() + _duration(text)
+        return now() + _duration(text)
     except argparse.ArgumentTypeError:
         pass
     try:
@@ -107,27 +99,6 @@ def _when(text: str) -> dt.datetime:
         raise argparse.ArgumentTypeError(
             f"not a duration, a date or a time with its zone: {text!r}"
         ) from exc
-
-
-def _now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
-
-
-def _keys_file(args: argparse.Namespace) -> Path:
-    if args.keys_file is not None:
-        return Path(args.keys_file)
-    settings = load_settings(args.config, policy_dir=args.policy_dir)
-    return settings.resolved_keys_file()
-
-
-def _read(path: Path) -> list[ApiKeyEntry] | None:
-    try:
-        return read_keys_file(path)
-    except KeysFileError as exc:
-        print(f"{path}: the keys file does not validate:", file=sys.stderr)
-        for problem in exc.problems:
-            print(f"  {problem}", file=sys.stderr)
-        return None
 
 
 def _new(args: argparse.Namespace) -> int:
@@ -141,53 +112,19 @@ def _new(args: argparse.Namespace) -> int:
     return 0
 
 
-def keys_file_entry(
-    key_id: str,
-    key: str,
-    role: str,
-    tenant: str | None,
-    label: str,
-    expires: dt.datetime | None = None,
-    *,
-    flow: bool = True,
-    indent: int = 2,
-) -> str:
-    """The keys file entry of a new key, as YAML, indented to sit under `keys:`."""
-    return entry_text(_entry(key_id, key, role, tenant, label, expires), flow=flow, indent=indent)
-
-
-def _entry(
-    key_id: str,
-    key: str,
-    role: str,
-    tenant: str | None,
-    label: str,
-    expires: dt.datetime | None = None,
-) -> dict[str, Any]:
-    entry: dict[str, Any] = {"id": key_id}
-    entry.update({"tenant": tenant or ""} if role == "tenant" else {"role": role})
-    if label:
-        entry["label"] = label
-    entry["created"] = Stamp(format_time(_now()))
-    if expires is not None:
-        entry["expires"] = Stamp(format_time(expires))
-    entry["sha256"] = hash_key(key)
-    return entry
-
-
-def _status(entry: ApiKeyEntry, now: dt.datetime) -> str:
+def _status(entry: ApiKeyEntry, at: dt.datetime) -> str:
     if entry.disabled:
         return "disabled"
-    if entry.expires is not None and entry.expires <= now:
+    if entry.expires is not None and entry.expires <= at:
         return "expired"
     return "active"
 
 
 def _list(args: argparse.Namespace) -> int:
-    entries = _read(_keys_file(args))
+    entries = read_entries(keys_file_of(args))
     if entries is None:
         return 1
-    now = _now()
+    at = now()
     rows = [
         {
             "id": e.id,
@@ -197,7 +134,7 @@ def _list(args: argparse.Namespace) -> int:
             "created": format_time(e.created) or None,
             "expires": format_time(e.expires) or None,
             "disabled": e.disabled,
-            "status": _status(e, now),
+            "status": _status(e, at),
         }
         for e in entries
     ]
@@ -227,86 +164,3 @@ def _list(args: argparse.Namespace) -> int:
 def _printable(text: str) -> str:
     """A label on one table line: control characters shown escaped."""
     return "".join(c if c.isprintable() else json.dumps(c)[1:-1] for c in text)
-
-
-def _find(entries: list[ApiKeyEntry], key_id: str, path: Path) -> ApiKeyEntry | None:
-    entry = next((e for e in entries if e.id == key_id), None)
-    if entry is None:
-        print(f"error: no key with id {key_id} in {path}", file=sys.stderr)
-    return entry
-
-
-def _rotate(args: argparse.Namespace) -> int:
-    path = _keys_file(args)
-    entries = _read(path)
-    old = _find(entries, args.id, path) if entries is not None else None
-    if old is None:
-        return 1
-    key_id, key = new_key()
-    new = _entry(key_id, key, old.role.value, old.tenant, old.label)
-    text = path.read_text(encoding="utf-8")
-    until: dt.datetime | None = None
-    try:
-        if not old.disabled:
-            until = _now() + args.grace
-            if old.expires is not None and old.expires < until:
-                until = old.expires  # a rotation never lengthens the old key's life
-            text = set_fields(text, old.id, {"expires": Stamp(format_time(until))})
-        text = insert_after(text, old.id, new)
-    except KeysEditError as exc:
-        return _cannot_edit(path, exc)
-    old_fate = "is disabled" if until is None else f"stays valid until {format_time(until)}"
-    return _apply(
-        path,
-        text,
-        args.dry_run,
-        f"API key (shown once, store it now): {key}",
-        f"key {key_id} replaces {old.id}, which {old_fate}",
-    )
-
-
-def _revoke(args: argparse.Namespace) -> int:
-    path = _keys_file(args)
-    entries = _read(path)
-    entry = _find(entries, args.id, path) if entries is not None else None
-    if entry is None:
-        return 1
-    if entry.disabled:
-        print(f"key {entry.id} is already revoked (disabled: true); nothing to change")
-        return 0
-    text = path.read_text(encoding="utf-8")
-    try:
-        text = set_fields(text, entry.id, {"disabled": True})
-    except KeysEditError as exc:
-        return _cannot_edit(path, exc)
-    return _apply(path, text, args.dry_run, f"key {entry.id} revoked (disabled: true)")
-
-
-def _apply(path: Path, text: str, dry_run: bool, *done: str) -> int:
-    """Write `text` over the keys file, then say what was done (`done`); or, with `dry_run`,
-    print what would be done and the change, and write nothing."""
-    before = path.read_text(encoding="utf-8")
-    if dry_run:
-        print(*done, sep="\n")
-        print(f"not written (--dry-run); the change to {path}:")
-        diff = difflib.unified_diff(
-            before.splitlines(keepends=True), text.splitlines(keepends=True), str(path), str(path)
-        )
-        sys.stdout.writelines(diff)
-        return 0
-    try:
-        write_atomically(path, text)
-    except (OSError, KeysFileError) as exc:
-        print(f"error: {path} left as it was: {exc}", file=sys.stderr)
-        return 1
-    print(*done, sep="\n")
-    print(
-        f"wrote {path}; the gateway takes it with its next reload"
-        " (file watcher, SIGHUP or POST /admin/policy/reload)"
-    )
-    return 0
-
-
-def _cannot_edit(path: Path, exc: KeysEditError) -> int:
-    print(f"error: cannot edit {path} in place: {exc}; nothing was written", file=sys.stderr)
-    return 1

@@ -17,7 +17,7 @@ ALERT_RULES = "deploy/prometheus/alerts.yaml"
 
 def bundled(name: str) -> Path:
     """The shipped file or directory `name` (a path as it is in the repository)."""
-    package = Path(__file__).resolve().parent
+    package = Path(__file__).resolve().parent.parent  # gateway/
     for candidate in (package / "bundled" / name, package.parent / name):
         if candidate.exists():
             return candidate

@@ -12,7 +12,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from gateway.bundled import EXAMPLE_POLICIES, bundled
+from gateway.cli.bundled import EXAMPLE_POLICIES, bundled
 from gateway.settings import SETTINGS_FILE
 
 SETTINGS_TEMPLATE = """\

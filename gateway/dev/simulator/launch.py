@@ -19,9 +19,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from gateway.demo import free_port
+from gateway.dev.ports import free_port
+from gateway.dev.simulator.catalog import simulated_backends
 from gateway.policy.load import load_policy_dir
-from gateway.simulator.catalog import simulated_backends
 
 READY = "simulators ready"
 LOOPBACK_URL = re.compile(r"(?P<host>127\.0\.0\.1|localhost|\[::1\]):(?P<port>\d+)")

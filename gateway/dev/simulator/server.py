@@ -14,8 +14,8 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from gateway.simulator.state import SimState
-from gateway.simulator.text import embedding_for, prompt_of_messages, token_count, words_for
+from gateway.dev.simulator.state import SimState
+from gateway.dev.simulator.text import embedding_for, prompt_of_messages, token_count, words_for
 
 
 class SimulatorBindError(Exception):
