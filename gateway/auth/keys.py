@@ -17,8 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gateway.errors import AuthenticationFailed, ExpiredApiKey, PermissionDenied
-from gateway.policy.load import PolicyLoadError, Problem, load_file, locate
+from gateway.policy.load import PolicyLoadError
 from gateway.policy.schema import ApiKeyEntry, KeysFile, Role
+from gateway.problems import Problem
+from gateway.yamlfile import label_of, load_file, locate
 
 PREFIX = "sk-sgw-"
 
@@ -40,10 +42,7 @@ def read_keys_file(path: Path, root: Path | None = None) -> list[ApiKeyEntry]:
     """The entries of a keys file, each key id and each hash listed once; problems are named
     relative to `root` (the policy directory)."""
     root = root or path.parent
-    try:
-        entries = load_file(root, path, KeysFile).keys
-    except PolicyLoadError as exc:
-        raise KeysFileError(exc.problems) from exc
+    entries = load_file(root, path, KeysFile, KeysFileError).keys
     problems = _listed_twice(entries, root, path)
     if problems:
         raise KeysFileError(problems)
@@ -53,7 +52,7 @@ def read_keys_file(path: Path, root: Path | None = None) -> list[ApiKeyEntry]:
 def _listed_twice(entries: list[ApiKeyEntry], root: Path, path: Path) -> list[Problem]:
     """A key id or hash listed twice: which entry holds would be a guess (a second entry with
     `disabled: true` would not revoke the first), so the whole file is refused."""
-    label = str(path.relative_to(root)) if path.is_relative_to(root) else str(path)
+    label = label_of(root, path)
     problems: list[Problem] = []
     ids: dict[str, int] = {}
     hashes: dict[str, int] = {}

@@ -18,7 +18,8 @@ from pathlib import Path
 
 from gateway.auth.keys import KeyStore
 from gateway.policy.compile import CompiledPolicy
-from gateway.policy.load import PolicyLoadError, Problem, load_policy_dir, policy_files
+from gateway.policy.load import PolicyLoadError, load_policy_dir, policy_files
+from gateway.problems import Problem
 
 log = logging.getLogger("gateway.policy")
 

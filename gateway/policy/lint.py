@@ -19,8 +19,9 @@ from pathlib import Path
 
 from gateway.auth.keys import KeysFileError, read_keys_file
 from gateway.policy.compile import CompiledPolicy
-from gateway.policy.load import Problem, locate
 from gateway.policy.schema import Model
+from gateway.problems import Problem
+from gateway.yamlfile import locate
 
 EXPIRY_WARNING_DAYS = 30
 MIXED_LISTED = 6  # models named in a warning about a pattern that mixes developers or origins
