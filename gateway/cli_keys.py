@@ -31,7 +31,7 @@ from gateway.auth.keys_edit import (
     set_fields,
     write_atomically,
 )
-from gateway.policy.schema import ApiKeyEntry, Role, Timestamp
+from gateway.auth.schema import ApiKeyEntry, Role, Timestamp
 from gateway.settings import load_settings
 
 DEFAULT_GRACE = "24h"

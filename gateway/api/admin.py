@@ -7,11 +7,11 @@ from starlette.responses import Response
 
 from gateway.api.json import json_response
 from gateway.api.params import date, read_params, text
+from gateway.auth.schema import Role
 from gateway.components import components
 from gateway.errors import InvalidRequest
 from gateway.policy.compile import CompiledPolicy
 from gateway.policy.explain import explain_route
-from gateway.policy.schema import Role
 
 router = APIRouter(prefix="/admin")
 

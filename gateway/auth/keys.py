@@ -16,10 +16,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from gateway.auth.schema import ApiKeyEntry, KeysFile, Role
 from gateway.errors import AuthenticationFailed, ExpiredApiKey, PermissionDenied
-from gateway.policy.load import PolicyLoadError
-from gateway.policy.schema import ApiKeyEntry, KeysFile, Role
-from gateway.problems import Problem
+from gateway.problems import InvalidFiles, Problem
 from gateway.yamlfile import label_of, load_file, locate
 
 PREFIX = "sk-sgw-"
@@ -34,7 +33,7 @@ class Principal:
     role: Role = Role.TENANT
 
 
-class KeysFileError(PolicyLoadError):
+class KeysFileError(InvalidFiles):
     """The keys file does not validate; `problems` says where and why (file, line, field)."""
 
 
@@ -47,6 +46,30 @@ def read_keys_file(path: Path, root: Path | None = None) -> list[ApiKeyEntry]:
     if problems:
         raise KeysFileError(problems)
     return entries
+
+
+def check_keys_file(path: Path, root: Path, has_tenant: Callable[[str], bool]) -> list[Problem]:
+    """What `policy check` says of a keys file (nothing if there is none): why it does not
+    validate, or else a warning for each key of a tenant that `has_tenant` does not know (a
+    tenant without a policy)."""
+    if not path.is_file():
+        return []
+    try:
+        keys = read_keys_file(path, root)
+    except KeysFileError as exc:
+        return list(exc.problems)
+    label = label_of(root, path)
+    return [
+        locate(
+            root,
+            label,
+            ("keys", str(i), "tenant"),
+            f"key {entry.id} belongs to tenant {entry.tenant!r}, which has no policy",
+            "warning",
+        )
+        for i, entry in enumerate(keys)
+        if entry.tenant is not None and not has_tenant(entry.tenant)
+    ]
 
 
 def _listed_twice(entries: list[ApiKeyEntry], root: Path, path: Path) -> list[Problem]:

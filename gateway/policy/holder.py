@@ -19,7 +19,7 @@ from pathlib import Path
 from gateway.auth.keys import KeyStore
 from gateway.policy.compile import CompiledPolicy
 from gateway.policy.load import PolicyLoadError, load_policy_dir, policy_files
-from gateway.problems import Problem
+from gateway.problems import InvalidFiles, Problem
 
 log = logging.getLogger("gateway.policy")
 
@@ -104,7 +104,7 @@ class PolicyHolder:
                 problems += exc.problems
             try:
                 keys = self._read_keys()
-            except PolicyLoadError as exc:
+            except InvalidFiles as exc:
                 problems += exc.problems
             if compiled is None or problems:
                 result = ReloadResult(trigger, False, previous, previous, tuple(problems))
