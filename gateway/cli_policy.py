@@ -20,7 +20,8 @@ from typing import Any
 
 from gateway.errors import GatewayError
 from gateway.policy.compile import CompiledPolicy
-from gateway.policy.load import PolicyLoadError, PolicySet, load_policy_dir
+from gateway.policy.load import PolicyLoadError, load_policy_dir
+from gateway.policy.model import PolicySet
 
 
 def add_policy_commands(sub: Any) -> None:

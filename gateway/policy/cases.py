@@ -20,7 +20,8 @@ from pydantic import Field
 from gateway.errors import GatewayError
 from gateway.policy.compile import DATA_CLASS_PREFIX, CompiledPolicy, Route
 from gateway.policy.iso3166 import ISO_3166_ALPHA2, did_you_mean
-from gateway.policy.load import PolicyLoadError, PolicySet
+from gateway.policy.load import PolicyLoadError
+from gateway.policy.model import PolicySet
 from gateway.policy.schema import AttestationKind, Place, Strict
 from gateway.problems import Problem
 from gateway.yamlfile import load_file, locate

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 
 from gateway.policy.iso3166 import ISO_3166_ALPHA2, did_you_mean
+from gateway.policy.model import PolicySet
 from gateway.policy.schema import (
     GROUP_PATTERN,
     Backend,
@@ -31,23 +31,6 @@ from gateway.yamlfile import Source, at, parse, read
 
 class PolicyLoadError(InvalidFiles):
     """The policy directory does not validate; `problems` says where and why."""
-
-
-@dataclass(frozen=True)
-class PolicySet:
-    revision: str
-    groups: dict[str, frozenset[str]]
-    catalog: Catalog
-    tenants: dict[str, Tenant]
-    warnings: tuple[Problem, ...] = field(default=())
-    tenant_files: dict[str, str] = field(default_factory=dict)
-
-    def expand(self, places: Iterable[str]) -> frozenset[str]:
-        """Countries named directly or through groups (groups are already flattened)."""
-        out: set[str] = set()
-        for place in places:
-            out |= self.groups.get(place, frozenset((place,)))
-        return frozenset(out)
 
 
 def policy_files(directory: Path) -> list[Path]:

@@ -12,7 +12,7 @@ import pytest
 from gateway.policy import holder as holder_module
 from gateway.policy.compile import CompiledPolicy
 from gateway.policy.holder import PolicyHolder
-from gateway.policy.load import PolicySet
+from gateway.policy.model import PolicySet
 from tests.harness import EXAMPLE_POLICIES
 
 

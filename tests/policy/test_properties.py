@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gateway.policy.compile import CompiledPolicy
-from gateway.policy.load import PolicySet
+from gateway.policy.model import PolicySet
 from gateway.policy.schema import (
     AttestationKind,
     Backend,
