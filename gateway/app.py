@@ -33,10 +33,11 @@ from gateway.limits.store import LimitStore
 from gateway.observability.metrics import LiveGauges, Metrics
 from gateway.observability.observe import RequestObserver
 from gateway.policy.compile import CompiledPolicy
-from gateway.policy.holder import PolicyHolder, ReloadResult
-from gateway.policy.reloader import PolicyReloader
+from gateway.policy.holder import PolicyHolder
+from gateway.policy.load import policy_files
 from gateway.policy.schema import Limits as TenantLimits
 from gateway.proxy import Proxy
+from gateway.reload import Reloader, ReloadResult, fingerprint
 from gateway.routing.health import HealthTracker
 from gateway.routing.load import LoadTracker
 from gateway.routing.monitor import BackendMonitor
@@ -61,8 +62,17 @@ def build_components(settings: Settings) -> Components:
         metrics.last_reload_ok.set(1 if result.ok else 0)
         metrics.policy.info({"revision": result.revision})
 
-    keys = KeyStore.from_file(settings.resolved_keys_file(), settings.policy_dir)
-    policy = PolicyHolder(settings.policy_dir, _today, reloaded, keys)
+    keys_file = settings.resolved_keys_file()
+    seen = fingerprint(policy_files(settings.policy_dir), (keys_file,))  # before they are read
+    keys = KeyStore.from_file(keys_file, settings.policy_dir)
+    policy = PolicyHolder(settings.policy_dir, _today)
+    reloader = Reloader(
+        policy,
+        keys,
+        watch_interval_s=settings.policy_watch_interval_s,
+        on_reload=reloaded,
+        seen=seen,
+    )
     metrics.policy.info({"revision": policy.current.revision})
     timeouts = Timeouts(
         connect_s=settings.connect_timeout_s,
@@ -114,7 +124,6 @@ def build_components(settings: Settings) -> Components:
         deadline_s=settings.request_deadline_s,
         stream_first_byte_s=settings.stream_first_byte_timeout_s,
     )
-    reloader = PolicyReloader(policy, settings.policy_watch_interval_s)
     return Components(
         settings, keys, policy, reloader, upstreams, proxy, audit, metrics, health, monitor, limits
     )

@@ -11,8 +11,8 @@ from gateway.auth.keys import KeyStore
 from gateway.limits.gate import Limits
 from gateway.observability.metrics import Metrics
 from gateway.policy.holder import PolicyHolder
-from gateway.policy.reloader import PolicyReloader
 from gateway.proxy import Proxy
+from gateway.reload import Reloader
 from gateway.routing.health import HealthTracker
 from gateway.routing.monitor import BackendMonitor
 from gateway.settings import Settings
@@ -24,7 +24,7 @@ class Components:
     settings: Settings
     keys: KeyStore
     policy: PolicyHolder
-    reloader: PolicyReloader
+    reloader: Reloader
     upstreams: Upstreams
     proxy: Proxy
     audit: AuditLog

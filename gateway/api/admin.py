@@ -7,11 +7,11 @@ from starlette.responses import Response
 
 from gateway.api.json import json_response
 from gateway.api.params import date, read_params, text
+from gateway.auth.schema import Role
 from gateway.components import components
 from gateway.errors import InvalidRequest
 from gateway.policy.compile import CompiledPolicy
 from gateway.policy.explain import explain_route
-from gateway.policy.schema import Role
 
 router = APIRouter(prefix="/admin")
 
@@ -22,7 +22,7 @@ async def policy_state(request: Request) -> Response:
     parts.keys.authenticate(request.headers.get("authorization"), Role.ADMIN)
     read_params(request.query_params, {})
     compiled = parts.policy.current
-    last = parts.policy.last_reload
+    last = parts.reloader.last_reload
     return json_response(
         {
             "revision": compiled.revision,
@@ -32,7 +32,7 @@ async def policy_state(request: Request) -> Response:
             "tenants": len(compiled.policy.tenants),
             "deployments": len(compiled.policy.catalog.deployments),
             "last_reload": last.as_json() if last else None,
-            "reloads": dict(parts.policy.reloads),
+            "reloads": dict(parts.reloader.reloads),
         }
     )
 

@@ -20,9 +20,9 @@ from gateway.audit.report import build_report
 from gateway.audit.signing import Checkpoint, public_key_pem
 from gateway.audit.store import AuditStore, Query, StoreUnavailable
 from gateway.audit.writer import AuditWriter
+from gateway.auth.schema import Role
 from gateway.components import components
 from gateway.errors import AuditUnavailable, InvalidRequest, NotFound
-from gateway.policy.schema import Role
 
 router = APIRouter(prefix="/audit")
 JSONL = "application/x-ndjson"

@@ -16,9 +16,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from gateway.auth.schema import ApiKeyEntry, KeysFile, Role
 from gateway.errors import AuthenticationFailed, ExpiredApiKey, PermissionDenied
-from gateway.policy.load import PolicyLoadError, Problem, load_file, locate
-from gateway.policy.schema import ApiKeyEntry, KeysFile, Role
+from gateway.problems import InvalidFiles, Problem
+from gateway.yamlfile import label_of, load_file, locate
 
 PREFIX = "sk-sgw-"
 
@@ -32,7 +33,7 @@ class Principal:
     role: Role = Role.TENANT
 
 
-class KeysFileError(PolicyLoadError):
+class KeysFileError(InvalidFiles):
     """The keys file does not validate; `problems` says where and why (file, line, field)."""
 
 
@@ -40,20 +41,41 @@ def read_keys_file(path: Path, root: Path | None = None) -> list[ApiKeyEntry]:
     """The entries of a keys file, each key id and each hash listed once; problems are named
     relative to `root` (the policy directory)."""
     root = root or path.parent
-    try:
-        entries = load_file(root, path, KeysFile).keys
-    except PolicyLoadError as exc:
-        raise KeysFileError(exc.problems) from exc
+    entries = load_file(root, path, KeysFile, KeysFileError).keys
     problems = _listed_twice(entries, root, path)
     if problems:
         raise KeysFileError(problems)
     return entries
 
 
+def check_keys_file(path: Path, root: Path, has_tenant: Callable[[str], bool]) -> list[Problem]:
+    """What `policy check` says of a keys file (nothing if there is none): why it does not
+    validate, or else a warning for each key of a tenant that `has_tenant` does not know (a
+    tenant without a policy)."""
+    if not path.is_file():
+        return []
+    try:
+        keys = read_keys_file(path, root)
+    except KeysFileError as exc:
+        return list(exc.problems)
+    label = label_of(root, path)
+    return [
+        locate(
+            root,
+            label,
+            ("keys", str(i), "tenant"),
+            f"key {entry.id} belongs to tenant {entry.tenant!r}, which has no policy",
+            "warning",
+        )
+        for i, entry in enumerate(keys)
+        if entry.tenant is not None and not has_tenant(entry.tenant)
+    ]
+
+
 def _listed_twice(entries: list[ApiKeyEntry], root: Path, path: Path) -> list[Problem]:
     """A key id or hash listed twice: which entry holds would be a guess (a second entry with
     `disabled: true` would not revoke the first), so the whole file is refused."""
-    label = str(path.relative_to(root)) if path.is_relative_to(root) else str(path)
+    label = label_of(root, path)
     problems: list[Problem] = []
     ids: dict[str, int] = {}
     hashes: dict[str, int] = {}

@@ -22,9 +22,9 @@ from typing import Any
 from pydantic import TypeAdapter
 
 from gateway.auth.keys import format_time, new_key
+from gateway.auth.schema import ApiKeyEntry, Role, Timestamp
 from gateway.cli.keys_change import run_revoke, run_rotate
 from gateway.cli.keys_file import keys_file_entry, keys_file_of, now, read_entries
-from gateway.policy.schema import ApiKeyEntry, Role, Timestamp
 
 DEFAULT_GRACE = "24h"
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}

@@ -10,8 +10,8 @@ from pathlib import Path
 
 from gateway.auth.keys import KeysFileError, format_time, new_key
 from gateway.auth.keys_edit import KeysEditError, Stamp, insert_after, set_fields, write_atomically
+from gateway.auth.schema import ApiKeyEntry
 from gateway.cli.keys_file import keys_file_of, new_entry, now, read_entries
-from gateway.policy.schema import ApiKeyEntry
 
 
 def _find(entries: list[ApiKeyEntry], key_id: str, path: Path) -> ApiKeyEntry | None:

@@ -10,7 +10,7 @@ from typing import Any
 
 from gateway.auth.keys import KeysFileError, format_time, hash_key, read_keys_file
 from gateway.auth.keys_edit import Stamp, entry_text
-from gateway.policy.schema import ApiKeyEntry
+from gateway.auth.schema import ApiKeyEntry
 from gateway.settings import load_settings
 
 

@@ -20,7 +20,8 @@ from typing import Any
 
 from gateway.errors import GatewayError
 from gateway.policy.compile import CompiledPolicy
-from gateway.policy.load import PolicyLoadError, PolicySet, load_policy_dir
+from gateway.policy.load import PolicyLoadError, load_policy_dir
+from gateway.policy.model import PolicySet
 
 
 def add_policy_commands(sub: Any) -> None:
@@ -83,13 +84,15 @@ def _load(directory: Path) -> PolicySet | None:
 
 
 def _check(args: argparse.Namespace) -> int:
+    from gateway.auth.keys import check_keys_file
     from gateway.policy.lint import lint
 
     policy = _load(args.directory)
     if policy is None:
         return 1
     compiled = CompiledPolicy(policy, _today(args))
-    warnings = [*policy.warnings, *lint(args.directory, compiled, args.directory / "keys.yaml")]
+    keys = check_keys_file(args.directory / "keys.yaml", args.directory, compiled.has_tenant)
+    warnings = [*policy.warnings, *lint(args.directory, compiled), *keys]
     for warning in warnings:
         print(f"{args.directory}/{warning}", file=sys.stderr)
     errors = [w for w in warnings if w.severity == "error"]
@@ -176,7 +179,7 @@ def _diff(args: argparse.Namespace) -> int:
 
 
 def _schema(args: argparse.Namespace) -> int:
-    from gateway.policy.jsonschema import stale_schemas, write_schemas
+    from gateway.schemas import stale_schemas, write_schemas
 
     if args.check:
         stale = stale_schemas(args.out)

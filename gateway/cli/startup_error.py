@@ -9,7 +9,7 @@ from gateway.upstream.tls import BackendTLSError
 
 
 def startup_error(exc: Exception) -> str | None:
-    if isinstance(exc, KeysFileError):  # before its base class
+    if isinstance(exc, KeysFileError):
         return "the keys file does not validate:\n" + "\n".join(str(p) for p in exc.problems)
     if isinstance(exc, PolicyLoadError):
         return "the policy does not validate:\n" + "\n".join(str(p) for p in exc.problems)

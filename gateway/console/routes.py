@@ -64,7 +64,7 @@ async def home(request: Request) -> Response:
         writer=overview.writer_state(writer),
         revision=holder.current.revision,
         loaded_at=holder.loaded_at,
-        last_reload=holder.last_reload,
+        last_reload=console.parts.reloader.last_reload,
         generated=now,
     )
 
@@ -282,7 +282,7 @@ async def policy_page(request: Request) -> Response:
         compiled=compiled,
         loaded_at=holder.loaded_at,
         previous=holder.previous,
-        last_reload=holder.last_reload,
+        last_reload=console.parts.reloader.last_reload,
         matrix=policy_view.matrix(compiled, wanted),
         wanted=wanted or "",
         changes=policy_view.changes(holder.previous, compiled),

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import orjson
 
 from gateway.auth.keys import KeyStore, Principal
-from gateway.policy.schema import Role
+from gateway.auth.schema import Role
 
 COOKIE = "sgw_console"
 SIGN_IN_COOKIE = "sgw_console_sign_in"

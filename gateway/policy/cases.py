@@ -21,8 +21,11 @@ from gateway.errors import GatewayError
 from gateway.policy.compile import DATA_CLASS_PREFIX, CompiledPolicy, Route
 from gateway.policy.decision import Decision
 from gateway.policy.iso3166 import ISO_3166_ALPHA2, did_you_mean
-from gateway.policy.load import PolicySet, Problem, load_file, locate
+from gateway.policy.load import PolicyLoadError
+from gateway.policy.model import PolicySet
 from gateway.policy.schema import AttestationKind, Place, Strict
+from gateway.problems import Problem
+from gateway.yamlfile import load_file, locate
 
 CASES_DIR = "tests"
 
@@ -94,7 +97,7 @@ def case_files(directory: Path) -> list[Path]:
 def load_cases(directory: Path) -> list[tuple[str, CaseFile]]:
     """Every case file under DIR/tests; raises `PolicyLoadError` naming file, line and field."""
     return [
-        (str(p.relative_to(directory)), load_file(directory, p, CaseFile))
+        (str(p.relative_to(directory)), load_file(directory, p, CaseFile, PolicyLoadError))
         for p in case_files(directory)
     ]
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from gateway.errors import InvalidRequest, ModelNotFound
 from gateway.policy.engine import CandidateResult, RuleResult, evaluate_deployment
 from gateway.policy.facts import deployment_facts
-from gateway.policy.load import PolicySet
+from gateway.policy.model import PolicySet
 from gateway.policy.schema import AttestationKind, Deployment, Rules, Tenant
 
 DATA_CLASS_PREFIX = "data_class[{}]."

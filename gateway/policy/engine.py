@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from gateway.policy.load import PolicySet
+from gateway.policy.model import PolicySet
 from gateway.policy.schema import Backend, Deployment, Model, PlaceRule, Rules
 
 

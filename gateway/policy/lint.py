@@ -5,8 +5,7 @@
 - an allow-list pattern that admits models of more than one developer or weights origin (a model
   added to the catalog later joins it unseen);
 - names that refer to nothing: model patterns matching no model, alias targets that are not
-  models or not allowed, API keys of tenants that do not exist;
-- (an error) a keys file that does not validate, or lists a key id or hash twice;
+  models or not allowed;
 - attestations that expire within `EXPIRY_WARNING_DAYS` days, or have expired.
 """
 
@@ -17,16 +16,16 @@ import fnmatch
 from collections.abc import Mapping
 from pathlib import Path
 
-from gateway.auth.keys import KeysFileError, read_keys_file
 from gateway.policy.compile import CompiledPolicy
-from gateway.policy.load import Problem, locate
 from gateway.policy.schema import Model
+from gateway.problems import Problem
+from gateway.yamlfile import locate
 
 EXPIRY_WARNING_DAYS = 30
 MIXED_LISTED = 6  # models named in a warning about a pattern that mixes developers or origins
 
 
-def lint(directory: Path, compiled: CompiledPolicy, keys_file: Path | None = None) -> list[Problem]:
+def lint(directory: Path, compiled: CompiledPolicy) -> list[Problem]:
     policy = compiled.policy
     problems: list[Problem] = []
 
@@ -70,8 +69,6 @@ def lint(directory: Path, compiled: CompiledPolicy, keys_file: Path | None = Non
             if alias not in reachable:
                 warn(label, ("aliases", alias), f"alias {alias} reaches no eligible deployment")
     problems.extend(_expiring(directory, compiled))
-    if keys_file is not None and keys_file.is_file():
-        problems.extend(_keys(directory, keys_file, compiled))
     return problems
 
 
@@ -113,26 +110,3 @@ def _expiring(directory: Path, compiled: CompiledPolicy) -> list[Problem]:
                 continue
             out.append(locate(directory, "catalog.yaml", loc, message, "warning"))
     return out
-
-
-def _keys(directory: Path, keys_file: Path, compiled: CompiledPolicy) -> list[Problem]:
-    label = (
-        str(keys_file.relative_to(directory))
-        if keys_file.is_relative_to(directory)
-        else str(keys_file)
-    )
-    try:
-        keys = read_keys_file(keys_file, directory)
-    except KeysFileError as exc:
-        return list(exc.problems)
-    return [
-        locate(
-            directory,
-            label,
-            ("keys", str(i), "tenant"),
-            f"key {entry.id} belongs to tenant {entry.tenant!r}, which has no policy",
-            "warning",
-        )
-        for i, entry in enumerate(keys)
-        if entry.tenant is not None and not compiled.has_tenant(entry.tenant)
-    ]

@@ -9,16 +9,12 @@ Layout of a policy directory:
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, TypeVar
-
-import yaml
-from pydantic import BaseModel, ValidationError
 
 from gateway.policy.iso3166 import ISO_3166_ALPHA2, did_you_mean
+from gateway.policy.model import PolicySet
 from gateway.policy.schema import (
     GROUP_PATTERN,
     Backend,
@@ -29,66 +25,12 @@ from gateway.policy.schema import (
     Rules,
     Tenant,
 )
-
-M = TypeVar("M", bound=BaseModel)
-
-
-@dataclass(frozen=True)
-class Problem:
-    file: str
-    line: int | None
-    field: str
-    message: str
-    severity: str = "error"
-
-    def __str__(self) -> str:
-        where = f"{self.file}:{self.line}" if self.line else self.file
-        return f"{where}: {self.severity}: {self.field}: {self.message}"
+from gateway.problems import InvalidFiles, Problem
+from gateway.yamlfile import Source, at, parse, read
 
 
-class PolicyLoadError(Exception):
+class PolicyLoadError(InvalidFiles):
     """The policy directory does not validate; `problems` says where and why."""
-
-    def __init__(self, problems: Sequence[Problem]) -> None:
-        self.problems = tuple(problems)
-        super().__init__("\n".join(str(p) for p in self.problems))
-
-
-@dataclass(frozen=True)
-class PolicySet:
-    revision: str
-    groups: dict[str, frozenset[str]]
-    catalog: Catalog
-    tenants: dict[str, Tenant]
-    warnings: tuple[Problem, ...] = field(default=())
-    tenant_files: dict[str, str] = field(default_factory=dict)
-
-    def expand(self, places: Iterable[str]) -> frozenset[str]:
-        """Countries named directly or through groups (groups are already flattened)."""
-        out: set[str] = set()
-        for place in places:
-            out |= self.groups.get(place, frozenset((place,)))
-        return frozenset(out)
-
-
-FAST_LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-
-
-@dataclass
-class _Source:
-    """One file's text and data; its YAML nodes (for line numbers) are built only when needed."""
-
-    path: Path
-    label: str
-    text: str
-    data: Any
-    _node: yaml.Node | None = None
-
-    @property
-    def node(self) -> yaml.Node | None:
-        if self._node is None:
-            self._node = yaml.compose(self.text, Loader=yaml.SafeLoader)
-        return self._node
 
 
 def policy_files(directory: Path) -> list[Path]:
@@ -102,22 +44,22 @@ def load_policy_dir(directory: Path) -> PolicySet:
     problems: list[Problem] = []
     if not directory.is_dir():
         raise PolicyLoadError([Problem(str(directory), None, "-", "not a directory")])
-    groups_src = _read(directory, directory / "groups.yaml", problems)
-    catalog_src = _read(directory, directory / "catalog.yaml", problems)
+    groups_src = read(directory, directory / "groups.yaml", problems)
+    catalog_src = read(directory, directory / "catalog.yaml", problems)
     tenant_srcs = [
-        _read(directory, p, problems) for p in sorted((directory / "tenants").glob("*.y*ml"))
+        read(directory, p, problems) for p in sorted((directory / "tenants").glob("*.y*ml"))
     ]
     sources = [s for s in (groups_src, catalog_src, *tenant_srcs) if s is not None]
-    groups_file = _parse(groups_src, GroupsFile, problems)
-    catalog = _parse(catalog_src, Catalog, problems)
+    groups_file = parse(groups_src, GroupsFile, problems)
+    catalog = parse(catalog_src, Catalog, problems)
     tenants: dict[str, Tenant] = {}
-    tenant_sources: dict[str, _Source] = {}
+    tenant_sources: dict[str, Source] = {}
     for src in tenant_srcs:
-        tenant = _parse(src, Tenant, problems)
+        tenant = parse(src, Tenant, problems)
         if tenant is None or src is None:
             continue
         if tenant.tenant in tenants:
-            problems.append(_at(src, ("tenant",), f"tenant {tenant.tenant!r} is defined twice"))
+            problems.append(at(src, ("tenant",), f"tenant {tenant.tenant!r} is defined twice"))
             continue
         tenants[tenant.tenant] = tenant
         tenant_sources[tenant.tenant] = src
@@ -141,103 +83,17 @@ def load_policy_dir(directory: Path) -> PolicySet:
     )
 
 
-def load_file(root: Path, path: Path, model: type[M]) -> M:
-    """One YAML file validated as `model`; raises `PolicyLoadError` with file, line and field."""
-    problems: list[Problem] = []
-    parsed = _parse(_read(root, path, problems), model, problems)
-    if parsed is None:
-        raise PolicyLoadError(problems)
-    return parsed
-
-
-def locate(root: Path, label: str, loc: Sequence[str], message: str, severity: str) -> Problem:
-    """A problem about an already loaded file, with the line of `loc` looked up again."""
-    src = _read(root, root / label, [])
-    if src is None:
-        return Problem(label, None, ".".join(loc) or "-", message, severity)
-    return _at(src, loc, message, severity)
-
-
-def _read(root: Path, path: Path, problems: list[Problem]) -> _Source | None:
-    label = str(path.relative_to(root)) if path.is_relative_to(root) else str(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        problems.append(Problem(label, None, "-", "file is missing"))
-        return None
-    except (OSError, UnicodeDecodeError) as exc:
-        problems.append(Problem(label, None, "-", f"cannot read: {exc}"))
-        return None
-    try:
-        data = yaml.load(text, Loader=FAST_LOADER)  # noqa: S506 - a safe loader
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = mark.line + 1 if mark is not None else None
-        problems.append(Problem(label, line, "-", f"invalid YAML: {getattr(exc, 'problem', exc)}"))
-        return None
-    return _Source(path, label, text, data)
-
-
-def _parse(src: _Source | None, model: type[M], problems: list[Problem]) -> M | None:
-    if src is None:
-        return None
-    data = src.data
-    try:
-        return model.model_validate(data if data is not None else {})
-    except ValidationError as exc:
-        for err in exc.errors():
-            loc = tuple(str(p) for p in err["loc"])
-            problems.append(_at(src, loc, _message(err)))
-        return None
-
-
-def _message(err: Any) -> str:
-    msg = str(err["msg"])
-    if err["type"] == "extra_forbidden":
-        return "unknown field (check its spelling)"
-    if err["type"] == "missing":
-        return "required field is missing"
-    if err["type"] == "string_type" and isinstance(err.get("input"), bool):
-        return 'YAML read this as true/false; quote it (for Norway write "NO")'
-    return msg
-
-
-def _at(src: _Source, loc: Sequence[str], message: str, severity: str = "error") -> Problem:
-    return Problem(src.label, _line_of(src.node, loc), ".".join(loc) or "-", message, severity)
-
-
-def _line_of(node: yaml.Node | None, loc: Sequence[str]) -> int | None:
-    """The line of the deepest YAML node that `loc` (a pydantic error location) reaches."""
-    if node is None:
-        return None
-    line = node.start_mark.line + 1
-    for part in loc:
-        child: yaml.Node | None = None
-        if isinstance(node, yaml.MappingNode):
-            for key, value in node.value:
-                if str(key.value) == part:
-                    child, line = value, key.start_mark.line + 1
-                    break
-        elif isinstance(node, yaml.SequenceNode) and part.isdigit() and int(part) < len(node.value):
-            child = node.value[int(part)]
-            line = child.start_mark.line + 1
-        if child is None:
-            break
-        node = child
-    return line
-
-
 def _not_iso(code: str) -> str:
     return f"{code!r} is not ISO 3166-1{did_you_mean(code)}"
 
 
 def _flatten_groups(
-    groups: dict[str, CountryGroup], src: _Source, problems: list[Problem]
+    groups: dict[str, CountryGroup], src: Source, problems: list[Problem]
 ) -> dict[str, frozenset[str]]:
     for name, group in groups.items():
         if not GROUP_PATTERN.match(name) or name in ISO_3166_ALPHA2:
             problems.append(
-                _at(
+                at(
                     src,
                     ("groups", name),
                     "group names are 2-32 upper-case letters, digits or _"
@@ -246,11 +102,11 @@ def _flatten_groups(
             )
         for i, code in enumerate(group.countries):
             if code not in ISO_3166_ALPHA2:
-                problems.append(_at(src, ("groups", name, "countries", str(i)), _not_iso(code)))
+                problems.append(at(src, ("groups", name, "countries", str(i)), _not_iso(code)))
         for i, inc in enumerate(group.include):
             if inc not in groups:
                 problems.append(
-                    _at(src, ("groups", name, "include", str(i)), f"unknown group {inc!r}")
+                    at(src, ("groups", name, "include", str(i)), f"unknown group {inc!r}")
                 )
     flat: dict[str, frozenset[str]] = {}
 
@@ -258,7 +114,7 @@ def _flatten_groups(
         if name in flat:
             return flat[name]
         if name in stack:
-            problems.append(_at(src, ("groups", name), f"groups include each other: {stack}"))
+            problems.append(at(src, ("groups", name), f"groups include each other: {stack}"))
             return frozenset()
         group = groups[name]
         members = set(group.countries)
@@ -278,50 +134,50 @@ PROVIDER_NEEDS = MappingProxyType({"bedrock": ("region",), "vertex_ai": ("region
 
 
 def _check_provider(
-    backend: Backend, src: _Source, base: tuple[str, ...], problems: list[Problem]
+    backend: Backend, src: Source, base: tuple[str, ...], problems: list[Problem]
 ) -> None:
     if not backend.provider:
-        problems.append(_at(src, (*base, "provider"), "a litellm backend needs `provider`"))
+        problems.append(at(src, (*base, "provider"), "a litellm backend needs `provider`"))
         return
     for needed in PROVIDER_NEEDS.get(backend.provider, ()):
         if getattr(backend, needed) is None:
             problems.append(
-                _at(src, (*base, needed), f"a {backend.provider} backend needs `{needed}`")
+                at(src, (*base, needed), f"a {backend.provider} backend needs `{needed}`")
             )
 
 
-def _check_catalog(catalog: Catalog, src: _Source, problems: list[Problem]) -> None:
+def _check_catalog(catalog: Catalog, src: Source, problems: list[Problem]) -> None:
     for name, backend in catalog.backends.items():
         base = ("backends", name)
         if backend.country not in ISO_3166_ALPHA2:
-            problems.append(_at(src, (*base, "country"), _not_iso(backend.country)))
+            problems.append(at(src, (*base, "country"), _not_iso(backend.country)))
         chain = [("operator", "jurisdiction")] + [
             ("operator", "parents", str(i), "jurisdiction")
             for i in range(len(backend.operator.parents))
         ]
         for loc, code in zip(chain, backend.operator.control_chain(), strict=True):
             if code not in ISO_3166_ALPHA2:
-                problems.append(_at(src, (*base, *loc), _not_iso(code)))
+                problems.append(at(src, (*base, *loc), _not_iso(code)))
         if backend.kind == "litellm":
             _check_provider(backend, src, base, problems)
     for name, model in catalog.models.items():
         origin = model.developer_country
         if origin is not None and origin not in ISO_3166_ALPHA2:
-            problems.append(_at(src, ("models", name, "developer_country"), _not_iso(origin)))
+            problems.append(at(src, ("models", name, "developer_country"), _not_iso(origin)))
     seen: set[str] = set()
     for i, dep in enumerate(catalog.deployments):
         base = ("deployments", str(i))
         if dep.model not in catalog.models:
-            problems.append(_at(src, (*base, "model"), f"unknown model {dep.model!r}"))
+            problems.append(at(src, (*base, "model"), f"unknown model {dep.model!r}"))
         if dep.backend not in catalog.backends:
-            problems.append(_at(src, (*base, "backend"), f"unknown backend {dep.backend!r}"))
+            problems.append(at(src, (*base, "backend"), f"unknown backend {dep.backend!r}"))
         if dep.id in seen:
-            problems.append(_at(src, base, f"deployment {dep.id} is listed twice"))
+            problems.append(at(src, base, f"deployment {dep.id} is listed twice"))
         seen.add(dep.id)
 
 
 def _check_tenant(
-    tenant: Tenant, src: _Source, groups: dict[str, frozenset[str]], problems: list[Problem]
+    tenant: Tenant, src: Source, groups: dict[str, frozenset[str]], problems: list[Problem]
 ) -> None:
     def check_rules(rules: Rules, base: tuple[str, ...]) -> None:
         for rule_name in ("inference_country", "operator_control", "weights_origin"):
@@ -332,7 +188,7 @@ def _check_tenant(
                 for i, place in enumerate(getattr(rule, kind) or ()):
                     if place not in ISO_3166_ALPHA2 and place not in groups:
                         problems.append(
-                            _at(
+                            at(
                                 src,
                                 (*base, rule_name, kind, str(i)),
                                 f"{place!r} is neither an ISO 3166-1 code nor a known group"
@@ -345,7 +201,7 @@ def _check_tenant(
         check_rules(data_class.rules, ("data_classes", name, "rules"))
 
 
-def _revision(root: Path, sources: Iterable[_Source]) -> str:
+def _revision(root: Path, sources: Iterable[Source]) -> str:
     digest = hashlib.sha256()
     for src in sorted(sources, key=lambda s: s.label):
         digest.update(src.label.encode() + b"\0" + src.text.encode() + b"\0")

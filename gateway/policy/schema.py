@@ -15,14 +15,11 @@ from typing import Annotated, Literal
 
 from pydantic import (
     AfterValidator,
-    AwareDatetime,
     BaseModel,
-    BeforeValidator,
     ConfigDict,
     Field,
     HttpUrl,
     StringConstraints,
-    WithJsonSchema,
     model_validator,
 )
 
@@ -301,66 +298,3 @@ class Tenant(Strict):
                 f"default_data_class {self.default_data_class!r} is not in data_classes"
             )
         return self
-
-
-# ---- API keys --------------------------------------------------------------------------------
-
-
-class Role(StrEnum):
-    TENANT = "tenant"
-    ADMIN = "admin"
-    AUDITOR = "auditor"
-
-
-def _timestamp(value: object) -> object:
-    """A date is 00:00 UTC that day; a time must say its zone, or the same file would mean
-    different instants to replicas in different zones."""
-    if isinstance(value, dt.date) and not isinstance(value, dt.datetime):
-        return dt.datetime.combine(value, dt.time(), dt.UTC)
-    if isinstance(value, str) and len(value) == 10:
-        return dt.datetime.combine(dt.date.fromisoformat(value), dt.time(), dt.UTC)
-    return value
-
-
-Timestamp = Annotated[
-    AwareDatetime,
-    BeforeValidator(_timestamp),
-    WithJsonSchema(
-        {
-            "anyOf": [
-                {"type": "string", "format": "date-time"},
-                {"type": "string", "format": "date"},
-            ]
-        }
-    ),
-]
-
-
-class ApiKeyEntry(Strict):
-    id: Annotated[str, Field(pattern=r"^[a-z0-9]{8,32}$")]
-    role: Role = Field(
-        default=Role.TENANT,
-        description="tenant: the OpenAI API; admin: policy admin API; auditor: audit API",
-    )
-    tenant: Name | None = Field(default=None, description="required for the tenant role")
-    sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
-    label: str = ""
-    disabled: bool = False
-    created: Timestamp | None = Field(
-        default=None, description="when the key was made (written by `keys new` and `keys rotate`)"
-    )
-    expires: Timestamp | None = Field(
-        default=None,
-        description="the key is refused (401 expired_api_key) from this time on; a date means"
-        " 00:00 UTC that day",
-    )
-
-    @model_validator(mode="after")
-    def _tenant_role_has_tenant(self) -> ApiKeyEntry:
-        if self.role is Role.TENANT and self.tenant is None:
-            raise ValueError("a key with role tenant needs `tenant`")
-        return self
-
-
-class KeysFile(Strict):
-    keys: list[ApiKeyEntry]

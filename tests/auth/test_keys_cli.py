@@ -14,8 +14,8 @@ import pytest
 import yaml
 
 from gateway.auth.keys import KeyStore, read_keys_file
+from gateway.auth.schema import Role
 from gateway.errors import AuthenticationFailed, ExpiredApiKey
-from gateway.policy.schema import Role
 from tests.harness import EXAMPLE_POLICIES, sovereign_gateway
 
 ACME = "sk-sgw-demoacme-demo-key-not-a-secret"

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from gateway.auth.schema import TENANT_PATTERN
+from gateway.policy.schema import NAME_PATTERN
 from tests.harness import EXAMPLE_POLICIES, sovereign_gateway
 
 ACME_ENTRY = "  - {id: demoacme, tenant: acme-dev, label: demo, sha256: "
@@ -66,3 +68,8 @@ def test_the_gateway_does_not_start_on_duplicate_key_ids(policies: Path) -> None
     assert done.returncode == 2
     assert "the keys file does not validate:" in done.stderr
     assert "keys.yaml:11: error: keys.6.id: this key id demoacme is already listed" in done.stderr
+
+
+def test_a_key_names_its_tenant_as_the_policy_spells_tenant_names() -> None:
+    # the keys file's schema keeps its own copy, so that auth does not import the policy
+    assert TENANT_PATTERN == NAME_PATTERN

@@ -10,8 +10,8 @@ import pytest
 import yaml
 
 from gateway.auth.keys import KeyStore, hash_key
+from gateway.auth.schema import Role
 from gateway.cli.keys_file import keys_file_entry
-from gateway.policy.schema import Role
 from tests.harness import EXAMPLE_POLICIES, sovereign_gateway
 
 

@@ -13,7 +13,7 @@ import jsonschema
 import pytest
 import yaml
 
-from gateway.policy.jsonschema import SCHEMAS, render
+from gateway.schemas import SCHEMAS, render
 from tests.harness import EXAMPLE_POLICIES, sovereign_gateway
 
 SCHEMA_DIR = EXAMPLE_POLICIES / "schema"

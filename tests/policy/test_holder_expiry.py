@@ -12,7 +12,7 @@ import pytest
 from gateway.policy import holder as holder_module
 from gateway.policy.compile import CompiledPolicy
 from gateway.policy.holder import PolicyHolder
-from gateway.policy.load import PolicySet
+from gateway.policy.model import PolicySet
 from tests.harness import EXAMPLE_POLICIES
 
 
@@ -27,7 +27,7 @@ def test_a_reload_during_the_expiry_recompile_is_kept(
 
     def slow_compile(policy: PolicySet, day: dt.date) -> CompiledPolicy:
         if policy is before and not reloader:  # the expiry recompile of the old policy
-            thread = threading.Thread(target=holder.reload, args=("test",))
+            thread = threading.Thread(target=lambda: holder.install(holder.load()))
             reloader.append(thread)
             thread.start()
             thread.join(0.5)  # a reload that is not held back completes meanwhile

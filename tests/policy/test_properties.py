@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from gateway.policy.compile import CompiledPolicy
 from gateway.policy.decision import Decision
-from gateway.policy.load import PolicySet
+from gateway.policy.model import PolicySet
 from gateway.policy.schema import (
     AttestationKind,
     Backend,

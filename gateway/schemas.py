@@ -1,4 +1,5 @@
-"""JSON Schemas of the policy files, generated from the pydantic models.
+"""JSON Schemas of the files an admin writes (policy, keys, policy tests), generated from the
+pydantic models.
 
 They are committed under `policies/schema/` so that editors (through the `yaml-language-server`
 comment at the top of each file) complete and check policy YAML; a test keeps them in step with
@@ -13,8 +14,9 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from gateway.auth.schema import KeysFile
 from gateway.policy.cases import CaseFile
-from gateway.policy.schema import Catalog, GroupsFile, KeysFile, Tenant
+from gateway.policy.schema import Catalog, GroupsFile, Tenant
 
 SCHEMAS: dict[str, type[BaseModel]] = {
     "groups.schema.json": GroupsFile,
