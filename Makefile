@@ -6,6 +6,8 @@ LLAMA := .venv-llama
 PROMTOOL := .tools/promtool
 WRK := .tools/wrk
 LITELLM := .venv-litellm
+PORTKEY := .tools/portkey
+NODE := /usr/bin/node
 CHROMIUM := /usr/bin/chromium
 PIP_QUIET ?= --quiet
 
@@ -17,10 +19,10 @@ serve: $(VENV)/.installed ## start the gateway on 127.0.0.1:8080 with the exampl
 demo: $(VENV)/.installed ## a scripted tour through the official OpenAI SDK
 	$(BIN)/sovereign-gateway demo
 
-test: $(VENV)/.installed $(LLAMA)/.installed $(PROMTOOL) $(WRK) $(LITELLM)/.installed $(CHROMIUM) ## the whole test suite, the real-model tier included
+test: $(VENV)/.installed $(LLAMA)/.installed $(PROMTOOL) $(WRK) $(LITELLM)/.installed $(PORTKEY)/.installed $(CHROMIUM) ## the whole test suite, the real-model tier included
 	$(BIN)/python -m pytest
 
-test-fast: $(VENV)/.installed $(PROMTOOL) $(WRK) $(LITELLM)/.installed $(CHROMIUM) ## the suite without the real-model tier
+test-fast: $(VENV)/.installed $(PROMTOOL) $(WRK) $(LITELLM)/.installed $(PORTKEY)/.installed $(CHROMIUM) ## the suite without the real-model tier
 	$(BIN)/python -m pytest -m "not llama and not reliability"
 
 reliability: $(VENV)/.installed ## faults under load: stores, backends, kill -9, SIGTERM (docs/reliability.md)
@@ -31,7 +33,7 @@ lint: $(VENV)/.installed
 	$(BIN)/ruff format --check gateway tests bench
 	$(BIN)/mypy
 
-bench: $(VENV)/.installed $(LITELLM)/.installed $(WRK) ## the side-by-side benchmark (bench/README.md)
+bench: $(VENV)/.installed $(LITELLM)/.installed $(PORTKEY)/.installed $(WRK) ## the side-by-side benchmark (bench/README.md)
 	$(BIN)/python -m bench.run
 
 install: $(VENV)/.installed
@@ -85,6 +87,20 @@ $(LITELLM)/.installed: requirements/litellm-proxy.txt requirements/pip.txt
 	$(LITELLM)/bin/python -m pip install $(PIP_QUIET) --require-hashes -r requirements/pip.txt
 	$(LITELLM)/bin/pip install $(PIP_QUIET) --require-hashes -r requirements/litellm-proxy.txt
 	touch $@
+
+# Portkey's open-source gateway, the benchmark's other peer, run with Node: the versions pinned in
+# bench/portkey/package-lock.json (with integrity hashes), installed with `npm ci` and no install
+# scripts. The lock overrides @hono/node-server to 2.x: with the 1.x that Portkey asks for, every
+# stream through it failed with 500 (bench/README.md says why).
+$(PORTKEY)/.installed: bench/portkey/package.json bench/portkey/package-lock.json | $(NODE)
+	rm -rf $(PORTKEY) && mkdir -p $(PORTKEY)
+	cp bench/portkey/package.json bench/portkey/package-lock.json $(PORTKEY)/
+	npm ci --prefix $(PORTKEY) --ignore-scripts --no-audit --no-fund
+	touch $@
+
+# Node.js and npm from Debian's packages, where the machine has no Node.js of its own.
+$(NODE):
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -q nodejs npm || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -q nodejs npm)
 
 lock: $(VENV)/.installed ## re-resolve the locked dependencies
 	$(BIN)/uv pip compile pyproject.toml --extra dev --extra providers --extra demo --generate-hashes --python-version 3.11 -o requirements/lock.txt

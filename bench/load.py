@@ -15,6 +15,7 @@ class LoadResult:
     errors: int
     seconds: float
     latencies_ms: list[float]
+    first_error: str = ""
 
     @property
     def rps(self) -> float:
@@ -32,6 +33,7 @@ async def run_load(
 ) -> LoadResult:
     latencies: list[float] = []
     errors = 0
+    first_error = ""
     connector = aiohttp.TCPConnector(limit=concurrency)
     async with aiohttp.ClientSession(connector=connector) as session:
         # warm the connections
@@ -41,17 +43,20 @@ async def run_load(
         stop = time.perf_counter() + seconds
 
         async def worker() -> None:
-            nonlocal errors
+            nonlocal errors, first_error
             while time.perf_counter() < stop:
                 began = time.perf_counter()
                 async with session.post(url, data=body, headers=headers) as r:
-                    await r.read()
+                    data = await r.read()
                     if r.status != 200:
                         errors += 1
+                        first_error = (
+                            first_error or f"{r.status} {data[:160].decode(errors='replace')}"
+                        )
                         continue
                 latencies.append((time.perf_counter() - began) * 1000)
 
         began = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         elapsed = time.perf_counter() - began
-    return LoadResult(len(latencies), errors, elapsed, latencies)
+    return LoadResult(len(latencies), errors, elapsed, latencies, first_error)

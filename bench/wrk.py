@@ -20,6 +20,7 @@ SCRIPT = """
 wrk.method = "POST"
 wrk.body = {body}
 {headers}
+{errors}
 done = function(summary, latency, requests)
   local e = summary.errors
   io.write(string.format(
@@ -27,6 +28,24 @@ done = function(summary, latency, requests)
     .. ' "p50_us": %d, "p99_us": %d}}\\n',
     summary.requests, e.status, e.connect + e.read + e.write + e.timeout, summary.duration,
     latency:percentile(50), latency:percentile(99)))
+  io.write(string.format('SOCKET connect %d, read %d, write %d, timeout %d\\n',
+    e.connect, e.read, e.write, e.timeout))
+  for _, thread in ipairs(threads) do
+    local first = thread:get("first_error")
+    if first then io.write("FIRST " .. first .. "\\n") break end
+  end
+end
+"""
+
+# The first answer with an error status, kept by the thread that saw it (`done` reads it). Only
+# where asked: wrk then hands every response body to Lua, which the fastest target would feel.
+KEEP_FIRST_ERROR = """
+threads = {}
+setup = function(thread) table.insert(threads, thread) end
+response = function(status, headers, body)
+  if status > 399 and first_error == nil then
+    first_error = status .. " " .. string.gsub(string.sub(body, 1, 160), "%s+", " ")
+  end
 end
 """
 
@@ -38,6 +57,7 @@ class WrkResult:
     seconds: float
     p50_ms: float
     p99_ms: float
+    first_error: str = ""  # the first error status and body, or the socket errors by kind
 
     @property
     def rps(self) -> float:
@@ -58,11 +78,13 @@ def run_wrk(
     concurrency: int,
     seconds: float,
     cpu: str = WRK_CORE,
+    keep_first_error: bool = False,
 ) -> WrkResult:
     lines = "\n".join(
         f"wrk.headers[{_lua_string(k)}] = {_lua_string(v)}" for k, v in headers.items()
     )
-    script = SCRIPT.format(body=_lua_string(body.decode()), headers=lines)
+    errors = KEEP_FIRST_ERROR if keep_first_error else "threads = {}"
+    script = SCRIPT.format(body=_lua_string(body.decode()), headers=lines, errors=errors)
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
         f.write(script)
     try:
@@ -88,12 +110,18 @@ def run_wrk(
         ).stdout
     finally:
         Path(f.name).unlink()
-    line = next(x for x in out.splitlines() if x.startswith("RESULT "))
-    r = json.loads(line.removeprefix("RESULT "))
+    printed = out.splitlines()
+    r = json.loads(next(x for x in printed if x.startswith("RESULT ")).removeprefix("RESULT "))
+    first = next((x.removeprefix("FIRST ") for x in printed if x.startswith("FIRST ")), "")
+    if not first and r["socket_errors"]:
+        first = "socket errors: " + next(x for x in printed if x.startswith("SOCKET "))[7:]
+    elif not first and r["status_errors"]:
+        first = "error statuses (bodies not kept)"
     return WrkResult(
         requests=r["requests"],
         errors=r["status_errors"] + r["socket_errors"],
         seconds=r["duration_us"] / 1e6,
         p50_ms=r["p50_us"] / 1000,
         p99_ms=r["p99_us"] / 1000,
+        first_error=first,
     )

@@ -43,6 +43,7 @@ class Load:
     json_clients: int = 8
     stream_clients: int = 8
     tenant: str = "acme-dev"
+    key: str = ""  # the tenant's demo key by default
     model: str = "mistral-small"
     leave_fraction: float = 0.0  # streaming clients that leave after their first event
     timeout_s: float = 30.0
@@ -81,7 +82,7 @@ class Load:
             "messages": [{"role": "user", "content": "reliability"}],
             "stream": stream,
         }
-        headers = {"authorization": f"Bearer {demo_key(self.tenant)}"}
+        headers = {"authorization": f"Bearer {self.key or demo_key(self.tenant)}"}
         url = self.base + "/v1/chat/completions"
         while not self._stop.is_set():
             seen = Seen("", stream, 0, sent=time.monotonic())
@@ -140,6 +141,23 @@ async def _read(url: str) -> list[dict[str, Any]]:
 
 def all_records(url: str) -> list[dict[str, Any]]:
     return asyncio.run(_read(url))
+
+
+async def _read_by_log(url: str) -> dict[str, list[dict[str, Any]]]:
+    store = open_store(url)
+    await store.open()
+    try:
+        logs: dict[str, list[dict[str, Any]]] = {}
+        for r in await store.read(Query()):
+            logs.setdefault(r.log_id, []).append(orjson.loads(r.body))
+        return logs
+    finally:
+        await store.aclose()
+
+
+def records_by_log(url: str) -> dict[str, list[dict[str, Any]]]:
+    """Every log in the store, each with its records in log order."""
+    return asyncio.run(_read_by_log(url))
 
 
 def merged_records(url: str) -> dict[str, dict[str, Any]]:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import secrets
 import signal
 import subprocess
 import time
@@ -22,7 +21,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import pytest
 
 from gateway.audit.export import export_log
@@ -35,7 +33,6 @@ from tests.reliability.drive import Figures, Load, all_records, check, merged_re
 
 pytestmark = pytest.mark.reliability
 
-PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
 DETECT_S = 3.0  # audit_timeout_s (2 s) and a margin: requests in flight when a fault begins
 LABELS = {"refuse": "refusing connections", "stall": "stalled (accepts, never answers)"}
 BACKENDS = ("vllm-paris", "vllm-frankfurt")  # mistral-small's deployments of first priority
@@ -54,22 +51,6 @@ def backends(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[PolicyD
 
 def received(sims: list[Sim]) -> int:
     return sum(int(sim.state()["received"]) for sim in sims)
-
-
-@pytest.fixture
-def pg_store() -> Iterator[str]:
-    schema = "rel_" + secrets.token_hex(4)
-
-    async def admin(statement: str) -> None:
-        conn = await asyncpg.connect(PG_ADMIN)
-        try:
-            await conn.execute(statement)
-        finally:
-            await conn.close()
-
-    asyncio.run(admin(f"CREATE SCHEMA {schema}"))
-    yield f"{PG_ADMIN}?search_path={schema}"
-    asyncio.run(admin(f"DROP SCHEMA {schema} CASCADE"))
 
 
 def settings(tmp_path: Path, store: str, **more: Any) -> dict[str, Any]:
