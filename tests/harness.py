@@ -18,7 +18,7 @@ import httpx
 import openai
 import yaml
 
-from gateway.dev.ports import free_port
+from gateway.dev.ports import free_port, free_ports
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE_POLICIES = ROOT / "policies"
@@ -91,12 +91,11 @@ class PolicyDir:
     def from_examples(cls, path: Path) -> PolicyDir:
         shutil.copytree(EXAMPLE_POLICIES, path)
         catalog = (path / "catalog.yaml").read_text()
-        mapping: dict[str, int] = {}
+        old_ports = sorted(set(re.findall(r"127\.0\.0\.1:(\d+)", catalog)))
+        mapping = dict(zip(old_ports, free_ports(len(old_ports)), strict=True))
 
         def move(match: re.Match[str]) -> str:
-            old = int(match.group(1))
-            mapping.setdefault(str(old), free_port())
-            return f"127.0.0.1:{mapping[str(old)]}"
+            return f"127.0.0.1:{mapping[match.group(1)]}"
 
         (path / "catalog.yaml").write_text(re.sub(r"127\.0\.0\.1:(\d+)", move, catalog))
         data = yaml.safe_load((path / "catalog.yaml").read_text())

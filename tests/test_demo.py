@@ -75,3 +75,18 @@ def test_without_the_demo_extra_its_commands_say_so_in_one_line(
         f" `demo` extra {needs}: pip install 'sovereign-gateway[demo]'"
     ]
     assert done.stdout == ""
+
+
+def test_ports_chosen_together_are_all_different_and_free() -> None:
+    """Servers started together (the simulated backends of one catalog) never share a port: the
+    example catalog's ten backends once drew the same port twice, and one could not start."""
+    import socket
+
+    from gateway.dev.ports import free_ports
+
+    for _ in range(20):
+        ports = free_ports(40)
+        assert len(set(ports)) == 40
+        for port in ports:
+            with socket.socket() as s:
+                s.bind(("127.0.0.1", port))

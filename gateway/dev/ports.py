@@ -13,19 +13,35 @@ def free_port() -> int:
 
     Taken below the kernel's ephemeral range: a port from `bind(0)` comes from that range, where
     any outgoing connection may take it before the server binds it."""
+    return free_ports(1)[0]
+
+
+def free_ports(count: int) -> list[int]:
+    """`count` different free ports: each stays bound until all are chosen, so that two servers
+    started together are never given the same one."""
     low = _ephemeral_low()
-    for _ in range(200):
-        port = random.randrange(max(1024, low - 12000), low)  # noqa: S311 (not a secret)
-        with socket.socket() as s:
+    held: list[socket.socket] = []
+    try:
+        for _ in range(200 + count):
+            if len(held) == count:
+                break
+            port = random.randrange(max(1024, low - 12000), low)  # noqa: S311 (not a secret)
+            s = socket.socket()
             try:
                 s.bind(("127.0.0.1", port))
             except OSError:
+                s.close()
                 continue
-            return port
-    with socket.socket() as s:  # a crowded machine: fall back to the kernel's choice
-        s.bind(("127.0.0.1", 0))
-        chosen: int = s.getsockname()[1]
-        return chosen
+            held.append(s)
+        while len(held) < count:  # a crowded machine: fall back to the kernel's choice
+            s = socket.socket()
+            s.bind(("127.0.0.1", 0))
+            held.append(s)
+        ports: list[int] = [s.getsockname()[1] for s in held]
+        return ports
+    finally:
+        for s in held:
+            s.close()
 
 
 def _ephemeral_low() -> int:

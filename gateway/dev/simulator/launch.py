@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from gateway.dev.ports import free_port
+from gateway.dev.ports import free_ports
 from gateway.dev.simulator.catalog import simulated_backends
 from gateway.policy.load import load_policy_dir
 
@@ -36,7 +36,7 @@ def port_plan(ports: list[int], base_port: int | None) -> dict[int, int]:
     unique = sorted(set(ports))
     if base_port is not None:
         return {old: base_port + i for i, old in enumerate(unique)}
-    return {old: free_port() for old in unique}
+    return dict(zip(unique, free_ports(len(unique)), strict=True))
 
 
 def moved(text: str, plan: dict[int, int]) -> str:
