@@ -82,24 +82,24 @@ def build_components(settings: Settings) -> Components:
     check_extras(policy.current.policy.catalog)
     tls = ClientContexts(settings.policy_dir)
     tls.prepare(policy.current.policy.catalog.backends)
-    upstreams = Upstreams(timeouts, settings.pool_size_per_backend, tls)
+    upstreams = Upstreams(timeouts=timeouts, pool_size=settings.pool_size_per_backend, tls=tls)
     limits = build_limits(settings, metrics, policy.current)
     load = LoadTracker()
     health = HealthTracker(
-        settings.outlier_consecutive_failures,
-        settings.outlier_base_ejection_s,
-        settings.outlier_max_ejection_s,
+        consecutive_failures=settings.outlier_consecutive_failures,
+        base_ejection_s=settings.outlier_base_ejection_s,
+        max_ejection_s=settings.outlier_max_ejection_s,
         on_ejection=lambda e: metrics.ejections.labels(e.deployment).inc(),
         tenants_for_all=settings.outlier_tenants_for_all,
     )
     monitor = BackendMonitor(
-        lambda: policy.current,
-        health,
-        load,
-        settings.health_probe_interval_s,
-        settings.vllm_metrics_interval_s,
-        settings.health_probe_timeout_s,
-        tls.for_backend,
+        policy=lambda: policy.current,
+        health=health,
+        load=load,
+        probe_interval_s=settings.health_probe_interval_s,
+        metrics_interval_s=settings.vllm_metrics_interval_s,
+        timeout_s=settings.health_probe_timeout_s,
+        tls=tls.for_backend,
     )
     audit = build_audit(settings, metrics.audit_batch_committed)
     observer = RequestObserver(metrics, settings.access_log)
@@ -125,7 +125,17 @@ def build_components(settings: Settings) -> Components:
         stream_first_byte_s=settings.stream_first_byte_timeout_s,
     )
     return Components(
-        settings, keys, policy, reloader, upstreams, proxy, audit, metrics, health, monitor, limits
+        settings=settings,
+        keys=keys,
+        policy=policy,
+        reloader=reloader,
+        upstreams=upstreams,
+        proxy=proxy,
+        audit=audit,
+        metrics=metrics,
+        health=health,
+        monitor=monitor,
+        limits=limits,
     )
 
 
@@ -144,11 +154,11 @@ def build_limits(settings: Settings, metrics: Metrics, compiled: CompiledPolicy)
             )
     else:
         store = RedisStore(
-            settings.limits_store,
-            settings.limits_key_prefix,
-            settings.limits_timeout_s,
-            settings.limits_lease_s,
-            lambda operation: metrics.limits_store_errors.labels(operation).inc(),
+            url=settings.limits_store,
+            prefix=settings.limits_key_prefix,
+            timeout_s=settings.limits_timeout_s,
+            lease_s=settings.limits_lease_s,
+            on_error=lambda operation: metrics.limits_store_errors.labels(operation).inc(),
         )
     if settings.limits_fail_open:
         log.warning(

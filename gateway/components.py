@@ -19,7 +19,7 @@ from gateway.settings import Settings
 from gateway.upstream.registry import Upstreams
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Components:
     settings: Settings
     keys: KeyStore

@@ -52,6 +52,7 @@ def _sha(script: str) -> str:
 class RedisStore:
     def __init__(
         self,
+        *,
         url: str,
         prefix: str,
         timeout_s: float,

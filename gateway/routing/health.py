@@ -63,6 +63,7 @@ class Ejection:
 class HealthTracker:
     def __init__(
         self,
+        *,
         consecutive_failures: int = 5,
         base_ejection_s: float = 5.0,
         max_ejection_s: float = 300.0,

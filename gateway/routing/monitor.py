@@ -78,6 +78,7 @@ def parse_vllm_metrics(text: str) -> VLLMLoad | None:
 class BackendMonitor:
     def __init__(
         self,
+        *,
         policy: Callable[[], CompiledPolicy],
         health: HealthTracker,
         load: LoadTracker,

@@ -42,7 +42,7 @@ def check_extras(catalog: Catalog) -> None:
 
 class Upstreams:
     def __init__(
-        self, timeouts: Timeouts, pool_size: int, tls: ClientContexts | None = None
+        self, *, timeouts: Timeouts, pool_size: int, tls: ClientContexts | None = None
     ) -> None:
         self._timeouts = timeouts
         self._pool_size = pool_size

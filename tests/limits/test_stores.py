@@ -41,7 +41,14 @@ async def store(request: pytest.FixtureRequest) -> AsyncIterator[LimitStore]:
     if request.param == "memory":
         yield MemoryStore(lease_s=60)
         return
-    found = RedisStore(REDIS_URL, random_prefix(), 0.5, 60, lambda _: None, lambda: NOW)
+    found = RedisStore(
+        url=REDIS_URL,
+        prefix=random_prefix(),
+        timeout_s=0.5,
+        lease_s=60,
+        on_error=lambda _: None,
+        now=lambda: NOW,
+    )
     await found.start()
     yield found
     await found.aclose()
@@ -105,7 +112,14 @@ async def test_all_counters_move_or_none(store: LimitStore) -> None:
 
 async def test_every_redis_key_expires_by_itself() -> None:
     prefix = random_prefix()
-    store = RedisStore(REDIS_URL, prefix, 0.5, 60, lambda _: None, lambda: NOW)
+    store = RedisStore(
+        url=REDIS_URL,
+        prefix=prefix,
+        timeout_s=0.5,
+        lease_s=60,
+        on_error=lambda _: None,
+        now=lambda: NOW,
+    )
     await store.start()
     try:
         assert await store.admit([rpm(5), tpm(100, 7), concurrent(2), month(10**6, 7)], "a")
@@ -122,7 +136,14 @@ async def test_every_redis_key_expires_by_itself() -> None:
 async def test_a_stalled_or_refusing_redis_is_an_error_in_bounded_time_then_recovers() -> None:
     errors: list[str] = []
     with RedisProxy().running() as proxy:
-        store = RedisStore(proxy.url, random_prefix(), 0.25, 60, errors.append, lambda: NOW)
+        store = RedisStore(
+            url=proxy.url,
+            prefix=random_prefix(),
+            timeout_s=0.25,
+            lease_s=60,
+            on_error=errors.append,
+            now=lambda: NOW,
+        )
         await store.start()
         try:
             assert (await store.admit([rpm(100)], "a")).admitted
@@ -141,7 +162,14 @@ async def test_a_stalled_or_refusing_redis_is_an_error_in_bounded_time_then_reco
 
 async def test_a_slot_settled_while_redis_refuses_is_given_back_when_it_returns() -> None:
     with RedisProxy().running() as proxy:
-        store = RedisStore(proxy.url, random_prefix(), 0.25, 600, lambda _: None, lambda: NOW)
+        store = RedisStore(
+            url=proxy.url,
+            prefix=random_prefix(),
+            timeout_s=0.25,
+            lease_s=600,
+            on_error=lambda _: None,
+            now=lambda: NOW,
+        )
         await store.start()
         try:
             assert (await store.admit([concurrent(1)], "a")).admitted

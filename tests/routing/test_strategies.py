@@ -88,7 +88,13 @@ class Clock:
 def test_ejection_time_doubles_with_repeats_and_is_capped() -> None:
     clock = Clock()
     ejected: list[float] = []
-    health = HealthTracker(2, 5.0, 12.0, clock, lambda e: ejected.append(e.seconds))
+    health = HealthTracker(
+        consecutive_failures=2,
+        base_ejection_s=5.0,
+        max_ejection_s=12.0,
+        clock=clock,
+        on_ejection=lambda e: ejected.append(e.seconds),
+    )
     health.failure(A, "http_503")
     health.failure(A, "http_503")
     assert "2 failures in a row (http_503)" in (health.problem(A) or "")
@@ -101,7 +107,9 @@ def test_ejection_time_doubles_with_repeats_and_is_capped() -> None:
 
 
 def test_a_success_between_failures_resets_the_count() -> None:
-    health = HealthTracker(2, 5.0, 300.0, Clock())
+    health = HealthTracker(
+        consecutive_failures=2, base_ejection_s=5.0, max_ejection_s=300.0, clock=Clock()
+    )
     health.failure(A, "upstream_timeout")
     health.success(A)
     health.failure(A, "upstream_timeout")
@@ -111,7 +119,13 @@ def test_a_success_between_failures_resets_the_count() -> None:
 def test_failures_in_flight_when_it_was_ejected_do_not_double_the_time() -> None:
     clock = Clock()
     ejected: list[float] = []
-    health = HealthTracker(2, 5.0, 300.0, clock, lambda e: ejected.append(e.seconds))
+    health = HealthTracker(
+        consecutive_failures=2,
+        base_ejection_s=5.0,
+        max_ejection_s=300.0,
+        clock=clock,
+        on_ejection=lambda e: ejected.append(e.seconds),
+    )
     began = clock.now
     clock.now += 1
     for _ in range(10):  # ten concurrent attempts fail, one after the other
@@ -127,7 +141,9 @@ def test_failures_in_flight_when_it_was_ejected_do_not_double_the_time() -> None
 
 def test_a_passing_probe_readmits_a_deployment_ejected_for_connection_failures() -> None:
     clock = Clock()
-    health = HealthTracker(2, 60.0, 300.0, clock)
+    health = HealthTracker(
+        consecutive_failures=2, base_ejection_s=60.0, max_ejection_s=300.0, clock=clock
+    )
     health.failure(A, "upstream_connect_error")
     health.failure(A, "upstream_connect_error")
     health.failure(B, "http_500")
@@ -143,7 +159,9 @@ def test_a_passing_probe_readmits_a_deployment_ejected_for_connection_failures()
 
 
 def test_one_tenants_failures_eject_a_deployment_for_that_tenant_only() -> None:
-    health = HealthTracker(2, 5.0, 300.0, Clock())
+    health = HealthTracker(
+        consecutive_failures=2, base_ejection_s=5.0, max_ejection_s=300.0, clock=Clock()
+    )
     for _ in range(5):
         health.failure(A, "http_500", tenant="noisy")
     assert health.problem(A, "noisy") is not None
@@ -155,7 +173,9 @@ def test_one_tenants_failures_eject_a_deployment_for_that_tenant_only() -> None:
 
 
 def test_connect_errors_eject_for_every_tenant() -> None:
-    health = HealthTracker(2, 5.0, 300.0, Clock())
+    health = HealthTracker(
+        consecutive_failures=2, base_ejection_s=5.0, max_ejection_s=300.0, clock=Clock()
+    )
     health.failure(A, "upstream_connect_error", tenant="one")
     health.failure(A, "upstream_connect_error", tenant="one")
     assert health.problem(A, "two") is not None
