@@ -110,9 +110,11 @@ class StreamRelay:
                 exchange.status = CLIENT_CLOSED
             exchange.usage = self._sse.usage
             self._load.finish(self._dep.id)
-            await self._upstream.aclose()
-            if not self._recorded:
-                self._abandon(exchange)
+            try:
+                await self._upstream.aclose()
+            finally:  # given back and recorded even if closing the upstream fails
+                if not self._recorded:
+                    self._abandon(exchange)
 
     def _take(self, events: bytes) -> bytes:
         """Keep the content if wanted, and hold back a final `data: [DONE]`."""
