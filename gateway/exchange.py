@@ -48,12 +48,13 @@ class AnswerStream(Protocol):
 @dataclass(slots=True)
 class Answer:
     """What goes back to the client: a status, raw headers, and a body or a stream. An answer
-    with the status `CLIENT_CLOSED` is recorded, never sent."""
+    to a client that has left (`unsent`) is recorded, never sent."""
 
     status: int
     headers: RawHeaders
     body: bytes = b""
     stream: AnswerStream | None = None
+    unsent: bool = False
 
 
 @dataclass(slots=True)

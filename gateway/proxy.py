@@ -21,6 +21,7 @@ import orjson
 from gateway.audit.log import AuditLog
 from gateway.errors import (
     AuditUnavailable,
+    ClientClosed,
     GatewayError,
     InvalidJSON,
     InvalidRequest,
@@ -126,7 +127,9 @@ class Proxy:
             await self._finish(exchange)
         except GatewayError as failure:  # the record could not be committed
             return error_answer(failure)
-        return error_answer(exc)
+        answer = error_answer(exc)
+        answer.unsent = isinstance(exc, ClientClosed)  # recorded; there is no one to answer
+        return answer
 
     async def _plan(
         self, exchange: Exchange, body: bytes, data_class: str | None

@@ -20,7 +20,7 @@ from gateway.asgi.request_id import RequestIds
 from gateway.asgi.types import ASGIApp, Receive, Scope, Send
 from gateway.components import Components
 from gateway.errors import ClientClosed, GatewayError, InvalidRequest, RequestTooLarge
-from gateway.exchange import CLIENT_CLOSED, Answer, AnswerStream, Exchange
+from gateway.exchange import Answer, AnswerStream, Exchange
 from gateway.policy.apis import ROUTES, Api
 from gateway.proxy import error_answer
 from gateway.startup import report_refusals
@@ -92,7 +92,7 @@ class ProxiedRoutes:
             data_class=data_class,
             watch=lambda answer: _unless_client_leaves(answer, receive),
         )
-        if answer.status == CLIENT_CLOSED:  # recorded; there is no one to answer
+        if answer.unsent:  # recorded; there is no one to answer
             return
         answer.headers.append(id_header)
         if answer.stream is not None:

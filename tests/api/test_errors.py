@@ -115,6 +115,19 @@ def test_upstream_503_is_passed_on(client_for: ClientFor, sims: dict[str, Sim]) 
     assert info.value.status_code == 503
 
 
+def test_an_upstream_499_is_passed_on_not_taken_for_a_client_that_left(
+    client_for: ClientFor, sims: dict[str, Sim]
+) -> None:
+    """499 is also the status the gateway records for a client that left; an upstream's own 499
+    is still an answer, sent with its body."""
+    sims["mistral-ai"].configure(fail_status=499, fail_count=5)
+    with pytest.raises(openai.APIStatusError) as info:
+        client_for().chat.completions.create(model="mistral-medium", messages=MESSAGES)
+    assert info.value.status_code == 499
+    assert error_body(info.value)["message"] == "simulated failure"
+    assert info.value.response.headers["x-request-id"]
+
+
 def test_upstream_silence_is_504_within_the_deadline(
     client_for: ClientFor, sims: dict[str, Sim]
 ) -> None:
