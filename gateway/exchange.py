@@ -21,7 +21,6 @@ from gateway.policy.decision import Decision
 from gateway.policy.schema import Deployment
 from gateway.upstream.sse import Usage
 
-CLIENT_CLOSED = 499  # the client went away before the answer was complete (nginx's convention)
 RawHeaders = list[tuple[bytes, bytes]]
 
 
@@ -36,7 +35,7 @@ class AnswerStream(Protocol):
        `data: [DONE]`, or an error event when the record could not be committed.
 
     `aclose()` comes last, always: it closes the upstream and records a request whose end never
-    came (its client left: 499)."""
+    came (its client left: `ClientClosed`, 499)."""
 
     def events(self) -> AsyncIterator[bytes]: ...
 

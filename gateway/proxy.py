@@ -274,8 +274,7 @@ class Proxy:
         eligible = [d for d in decision.route.eligible if api in backends[d.backend].apis]
         if not eligible:
             raise NotImplementedByUpstream(
-                f"No deployment allowed for {exchange.model!r} supports"
-                f" /v1{API[api].upstream_path}",
+                f"No deployment allowed for {exchange.model!r} supports {API[api].route}",
                 param="model",
             )
         tenant = exchange.principal.tenant

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 
-from gateway.errors import GatewayError, UpstreamTimeout
-from gateway.exchange import CLIENT_CLOSED, Exchange
+from gateway.errors import ClientClosed, GatewayError, UpstreamTimeout
+from gateway.exchange import Exchange
 from gateway.policy.schema import Deployment
 from gateway.routing.health import HealthTracker
 from gateway.routing.load import LoadTracker
@@ -107,7 +107,7 @@ class StreamRelay:
                 await self._events.aclose()
         finally:
             if not self._recorded and exchange.error is None:
-                exchange.status = CLIENT_CLOSED
+                exchange.status = ClientClosed.status
             exchange.usage = self._sse.usage
             self._load.finish(self._dep.id)
             try:

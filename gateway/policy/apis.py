@@ -7,7 +7,7 @@ token metrics, the request fields that bound the output, and whether a stream ca
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from types import MappingProxyType
 
@@ -21,48 +21,52 @@ class Api(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class ApiFacts:
-    name: str  # as recorded and labelled: a plain `str`, where `Api.value` is a descriptor
-    route: str  # the gateway's path
+    api: Api
     upstream_path: str  # appended to a backend's base URL (which ends in /v1)
     operation: str  # the GenAI semantic conventions' `gen_ai.operation.name`
     output_fields: tuple[str, ...]  # request fields that cap the tokens of the answer
     stream_usage: bool  # a stream can be asked for its usage (`stream_options.include_usage`)
+    name: str = field(init=False)  # as recorded and labelled: a plain `str` (`.value` is slower)
+    route: str = field(init=False)  # the gateway's path: the upstream's, under /v1
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "name", str(self.api.value))
+        object.__setattr__(self, "route", "/v1" + self.upstream_path)
 
 
 API = MappingProxyType(
     {
-        Api.CHAT: ApiFacts(
-            name="chat",
-            route="/v1/chat/completions",
-            upstream_path="/chat/completions",
-            operation="chat",
-            output_fields=("max_completion_tokens", "max_tokens"),
-            stream_usage=True,
-        ),
-        Api.COMPLETIONS: ApiFacts(
-            name="completions",
-            route="/v1/completions",
-            upstream_path="/completions",
-            operation="text_completion",
-            output_fields=("max_tokens",),
-            stream_usage=True,
-        ),
-        Api.EMBEDDINGS: ApiFacts(
-            name="embeddings",
-            route="/v1/embeddings",
-            upstream_path="/embeddings",
-            operation="embeddings",
-            output_fields=(),
-            stream_usage=False,
-        ),
-        Api.RESPONSES: ApiFacts(
-            name="responses",
-            route="/v1/responses",
-            upstream_path="/responses",
-            operation="generate_content",
-            output_fields=("max_output_tokens",),
-            stream_usage=False,
-        ),
+        facts.api: facts
+        for facts in (
+            ApiFacts(
+                Api.CHAT,
+                upstream_path="/chat/completions",
+                operation="chat",
+                output_fields=("max_completion_tokens", "max_tokens"),
+                stream_usage=True,
+            ),
+            ApiFacts(
+                Api.COMPLETIONS,
+                upstream_path="/completions",
+                operation="text_completion",
+                output_fields=("max_tokens",),
+                stream_usage=True,
+            ),
+            ApiFacts(
+                Api.EMBEDDINGS,
+                upstream_path="/embeddings",
+                operation="embeddings",
+                output_fields=(),
+                stream_usage=False,
+            ),
+            ApiFacts(
+                Api.RESPONSES,
+                upstream_path="/responses",
+                operation="generate_content",
+                output_fields=("max_output_tokens",),
+                stream_usage=False,
+            ),
+        )
     }
 )
 # the API each of the gateway's proxied routes serves
